@@ -1,0 +1,285 @@
+"""Agent: builds the components from settings, runs them, and shuts them down in order.
+
+Lifecycle (after uvicorn and Vector): ``startup`` loads the checkpoint and builds sinks, queues and
+runners; ``run`` starts one task per source and per sink runner. The first SIGTERM/SIGINT sets
+``stop``: sources finish their current page and return, queues close, runners drain what is queued
+until ``shutdown_timeout_secs``; then whatever is left is cancelled. A second signal cancels at once.
+Only acknowledged progress is ever written to the checkpoint, so no exit path can lose an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from agent.checkpoint import CheckpointStore, StreamState
+from agent.clock import Clock, SystemClock, now_str
+from agent.codecs import build_serializer
+from agent.config import AgentSettings
+from agent.errors import AgentError, ConfigError, StateError
+from agent.health import Health
+from agent.metrics import AgentMetrics
+from agent.model import Batch, Commit
+from agent.ops import OpsServer
+from agent.pipeline.acks import AckTracker
+from agent.pipeline.dead_letter import DeadLetterFile
+from agent.pipeline.queue import BoundedQueue, QueueClosed
+from agent.pipeline.runner import SinkRunner
+from agent.sdnotify import Notifier
+from agent.sinks import Sink, SinkContext, build_sink
+from agent.sources import Source, SourceContext, Stopping, build_source
+from agent.timestamps import parse
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_FORCED = 130
+
+
+@dataclass
+class _Lane:
+    sink: Sink
+    queue: BoundedQueue
+    runner: SinkRunner
+
+
+@dataclass
+class Agent:
+    """One running agent. Construct, then ``await run()``; it returns the process exit code."""
+
+    settings: AgentSettings
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    clock: Clock = field(default_factory=SystemClock)
+    #: Sinks to use instead of building them from config, by sink name (embedding and tests).
+    sink_overrides: dict[str, Sink] = field(default_factory=dict)
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def __post_init__(self) -> None:
+        self.metrics = AgentMetrics(self.registry)
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+        self.store = CheckpointStore(self.settings.state_dir, self.settings.name, lambda: now_str(self.clock))
+        self.acks = AckTracker(self._on_commit)
+        self.lanes: list[_Lane] = []
+        self.sources: list[Source] = []
+        self._dirty = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self.health = Health(self.clock.monotonic, self.settings.http.stale_polls)
+        self.ops: OpsServer | None = None
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    def _on_commit(self, stream: str, commit: Commit) -> None:
+        self.store.apply(stream, commit)
+        cursor = self.store.streams[stream].cursor
+        if cursor is not None:
+            lag = (self.clock.now() - parse(cursor)).total_seconds()
+            self.metrics.checkpoint_lag.labels(stream).set(lag)
+        self._dirty.set()
+
+    async def _emit(self, batch: Batch) -> None:
+        self.acks.register(batch, len(self.lanes) if batch.alerts else 0)
+        if not batch.alerts:
+            return
+        for lane in self.lanes:
+            try:
+                queued = await lane.queue.put(batch, abort=self.stop)
+            except QueueClosed:
+                raise Stopping from None
+            if not queued:
+                if self.stop.is_set():
+                    raise Stopping
+                self.acks.ack(batch)  # dropped by policy (drop_newest), counted by the queue
+
+    def _build(self) -> None:
+        s = self.settings
+        dead = DeadLetterFile(
+            s.dead_letter_path or s.state_dir / "dead-letter.jsonl", lambda: now_str(self.clock)
+        )
+        for cfg in s.sinks:
+            on_truncate = self._truncate_hook(cfg.name)
+            sink = self.sink_overrides.get(cfg.name) or build_sink(
+                cfg, SinkContext(cfg.name, self.metrics, s.state_dir)
+            )
+            queue = BoundedQueue(cfg.name, cfg.queue.max_events, cfg.queue.when_full, self.metrics)
+            serializer = build_serializer(cfg.codec, on_truncate)
+            runner = SinkRunner(
+                sink,
+                serializer,
+                queue,
+                self.acks,
+                dead,
+                cfg.batch,
+                cfg.retry,
+                self.metrics,
+                on_health=functools.partial(self.health.sink_state, cfg.name),
+            )
+            self.health.sink_state(cfg.name, False)
+            self.lanes.append(_Lane(sink, queue, runner))
+        self.sources = [build_source(cfg) for cfg in s.sources]
+
+    def _truncate_hook(self, sink: str) -> Callable[[str], None]:
+        counter = self.metrics.truncated
+
+        def on_truncate(field_name: str) -> None:
+            counter.labels(sink, field_name).inc()
+
+        return on_truncate
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: graceful stop. Second call: force."""
+        if self.stop.is_set():
+            self.force.set()
+        self.stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reopen)
+
+    def reopen(self) -> None:
+        """SIGHUP: reopen file sinks (logrotate)."""
+        for lane in self.lanes:
+            lane.sink.reopen()
+        log.info("Reopened files.")
+
+    async def _checkpoint_writer(self) -> None:
+        interval = self.settings.checkpoint_interval_secs
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self._save()
+            if interval:
+                await asyncio.sleep(interval)
+
+    def _save(self) -> None:
+        if not self.store.dirty:
+            return
+        try:
+            self.store.save()
+        except StateError:
+            self.metrics.checkpoint_errors.inc()
+            raise
+        self.metrics.checkpoint_writes.inc()
+
+    def load_state(self) -> dict[str, StreamState]:
+        """Read the checkpoint (raises ``StateError``)."""
+        return self.store.load()
+
+    async def run(self) -> int:
+        """Run until stopped or a fatal error; return the exit code."""
+        state = self.load_state()
+        self._build()
+        if self.settings.http.enabled:
+            self.ops = OpsServer(
+                self.registry, self.health, self.settings.http.address, self.settings.http.port
+            )
+            try:
+                port = await self.ops.start()
+            except OSError as exc:
+                where = f"{self.settings.http.address}:{self.settings.http.port}"
+                raise ConfigError([f"http: cannot listen on {where}: {exc.strerror}"]) from None
+            log.info(
+                "Serving /metrics, /healthz, /readyz.",
+                extra={"address": self.settings.http.address, "port": port},
+            )
+        ctx = SourceContext(self._emit, state, self.stop, self.metrics, self.clock, self.health)
+        source_tasks = [
+            asyncio.create_task(self._guard(src.run(ctx), f"source:{src.name}")) for src in self.sources
+        ]
+        runner_tasks = [
+            asyncio.create_task(self._guard(lane.runner.run(), f"sink:{lane.sink.name}"))
+            for lane in self.lanes
+        ]
+        writer = asyncio.create_task(self._guard(self._checkpoint_writer(), "checkpoint"))
+        log.info("Agent started.", extra={"sources": len(self.sources), "sinks": len(self.lanes)})
+        self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self.stop.wait()
+            self.notifier.stopping()
+            return await self._shutdown(source_tasks, runner_tasks, writer)
+        finally:
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            for lane in self.lanes:
+                with contextlib.suppress(Exception):
+                    await lane.sink.aclose()
+            for src in self.sources:
+                with contextlib.suppress(Exception):
+                    await src.aclose()
+            if self.ops is not None:
+                await self.ops.stop()
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 while the event loop runs (systemd restarts a hung agent)."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _guard(self, coro: object, name: str) -> None:
+        """Supervision boundary: a component that dies takes the agent down (non-zero exit)."""
+        try:
+            await coro  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except AgentError as exc:
+            log.error("Component failed.", extra={"component": name, "error": str(exc)})
+            self._fail(exc)
+        except Exception as exc:  # supervision boundary: anything unexpected is fatal, logged once
+            log.exception("Component crashed.", extra={"component": name, "error": repr(exc)})
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self.stop.set()
+
+    async def _shutdown(
+        self, sources: list[asyncio.Task[None]], runners: list[asyncio.Task[None]], writer: asyncio.Task[None]
+    ) -> int:
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_secs
+        log.info("Stopping: draining sinks.", extra={"timeout_secs": self.settings.shutdown_timeout_secs})
+
+        async def graceful() -> None:
+            await asyncio.gather(*sources, return_exceptions=True)
+            for lane in self.lanes:
+                await lane.queue.close()
+            await asyncio.gather(*runners, return_exceptions=True)
+
+        drain = asyncio.create_task(graceful())
+        forced = asyncio.create_task(self.force.wait())
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({drain, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        forced.cancel()
+        if drain not in done:
+            left = [t.get_name() for t in (*sources, *runners) if not t.done()]
+            log.warning("Shutdown deadline passed; abandoning undelivered batches.", extra={"pending": left})
+        for task in (*sources, *runners, drain):
+            task.cancel()
+        await asyncio.gather(*sources, *runners, drain, return_exceptions=True)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        if self._fatal is None or not isinstance(self._fatal, StateError):
+            try:
+                self._save()
+            except StateError as exc:
+                log.error("Final checkpoint write failed.", extra={"error": str(exc)})
+                self._fatal = self._fatal or exc
+        if self.force.is_set():
+            return EXIT_FORCED
+        return EXIT_FAILURE if self._fatal is not None else EXIT_OK

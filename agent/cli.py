@@ -1,0 +1,191 @@
+"""The ``siem-agent`` command line. The only place that configures logging.
+
+Exit codes:
+  0   success (or a graceful stop after SIGTERM/SIGINT)
+  1   runtime failure (a component failed fatally)
+  2   usage error (bad command-line arguments)
+  74  state error: the checkpoint is unreadable, corrupt or cannot be written (EX_IOERR)
+  78  configuration error (EX_CONFIG); every problem is printed as ``dotted.path: message``
+  130 forced stop (second SIGTERM/SIGINT while draining)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.app import Agent
+from agent.checkpoint import CheckpointStore
+from agent.clock import SystemClock, now_str
+from agent.config import AgentSettings, load_settings
+from agent.errors import ConfigError, StateError
+from agent.logs import configure
+
+EXIT_USAGE = 2
+EXIT_STATE = 74
+EXIT_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="siem-agent",
+        description="Forward Microsoft Graph security alerts into SIEMs without loss.",
+        epilog="Exit codes: 0 ok, 1 failure, 2 usage, 74 checkpoint/state error, 78 bad config, "
+        "130 forced stop.",
+    )
+    p.add_argument("--version", action="version", version=f"siem-agent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the agent", description="Run the agent until SIGTERM/SIGINT.")
+    run.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    run.add_argument(
+        "--reset-checkpoint",
+        action="store_true",
+        help="move the existing checkpoint aside (to <file>.reset-<time>) and start over from "
+        "initial_lookback_secs",
+    )
+
+    val = sub.add_parser(
+        "validate", help="check a configuration", description="Validate a configuration file."
+    )
+    val.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run against the built-in Graph simulator",
+        description="Start the built-in Graph simulator on 127.0.0.1 and forward its alerts to stdout.",
+    )
+    demo.add_argument("--codec", choices=("cef", "json"), default="cef", help="output codec (default: cef)")
+    demo.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0: run until ^C)"
+    )
+    demo.add_argument("--rate", type=float, default=2.0, help="new alerts per second at the simulator")
+    return p
+
+
+def _print_problems(problems: list[str]) -> None:
+    for line in problems:
+        print(line, file=sys.stderr)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    return 0
+
+
+async def _run_agent(settings: AgentSettings) -> int:
+    agent = Agent(settings)
+    agent.install_signal_handlers()
+    return await agent.run()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    configure(settings.log.level, settings.log.format)
+    if args.reset_checkpoint:
+        store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
+        try:
+            moved = store.reset()
+        except StateError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_STATE
+        if moved is not None:
+            print(f"checkpoint moved aside to {moved}", file=sys.stderr)
+    try:
+        return asyncio.run(_run_agent(settings))
+    except StateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from agent.simulator.server import GraphSimulator, server_ssl_context
+    from agent.simulator.tls import make_tls
+
+    with tempfile.TemporaryDirectory(prefix="siem-agent-demo-") as tmp:
+        tls = make_tls(Path(tmp) / "tls")
+        sim = GraphSimulator()
+        base = await sim.start(server_ssl_context(str(tls.cert), str(tls.key)))
+        sim.add_alerts(10)
+        sim.start_generator(args.rate)
+        data: dict[str, Any] = {
+            "name": "demo",
+            "state_dir": str(Path(tmp) / "state"),
+            "shutdown_timeout_secs": 5,
+            "http": {"port": 0},
+            "sources": [
+                {
+                    "type": "graph_security",
+                    "name": "simulator",
+                    "tenant_id": sim.tenant_id,
+                    "client_id": sim.client_id,
+                    "client_secret": sim.client_secret,
+                    "authority_url": base,
+                    "graph_url": base,
+                    "ca_bundle": str(tls.ca_cert),
+                    "poll_interval_secs": 2,
+                    "overlap_secs": 60,
+                    "initial_lookback_secs": 3600,
+                }
+            ],
+            "sinks": [
+                {
+                    "type": "stdout",
+                    "name": "stdout",
+                    "codec": {"type": args.codec},
+                    "batch": {"timeout_secs": 0.2},
+                }
+            ],
+        }
+        settings = load_settings(data=data)
+        print(
+            f"siem-agent demo: Graph simulator at {base}; "
+            f"forwarding {args.codec.upper()} to stdout. ^C stops.",
+            file=sys.stderr,
+        )
+        agent = Agent(settings)
+        agent.install_signal_handlers()
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, agent.request_stop)
+        try:
+            return await agent.run()
+        finally:
+            await sim.stop()
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    configure("info", "auto")
+    return asyncio.run(_demo(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``siem-agent`` console script."""
+    args = _parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "validate": _cmd_validate, "demo": _cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The root configuration: one TOML file, overridden by ``SIEM_AGENT_*`` environment variables.
+
+Environment overrides use ``__`` for nesting and take precedence over the file, e.g.
+``SIEM_AGENT_STATE_DIR=/tmp/state`` or ``SIEM_AGENT_LOG__LEVEL=debug``. Unknown keys anywhere are
+errors: a typo must never silently disable a setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.errors import ConfigError
+from agent.sinks.config import SinkConfig
+from agent.sources.config import SourceConfig, duplicate_apps
+
+
+class LogConfig(BaseModel):
+    """Logging: JSON lines unless stderr is a terminal (or ``format`` says otherwise)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+class HttpConfig(BaseModel):
+    """The operator endpoint: ``/metrics``, ``/healthz``, ``/readyz``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: Loopback by default; set ``0.0.0.0`` or ``::`` deliberately to expose it.
+    address: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    #: A stream is not ready after this many poll intervals without a complete poll.
+    stale_polls: float = Field(default=3.0, gt=0)
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent needs to run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIEM_AGENT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    #: Names this agent's checkpoint file (``<state_dir>/<name>.checkpoint.json``).
+    name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
+    state_dir: Path = Path("/var/lib/siem-agent")
+    #: On SIGTERM, how long sinks may drain what is queued before the agent exits anyway.
+    shutdown_timeout_secs: float = Field(default=30.0, ge=0)
+    #: Minimum seconds between checkpoint writes (acknowledged progress is coalesced).
+    checkpoint_interval_secs: float = Field(default=1.0, ge=0)
+    #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``).
+    dead_letter_path: Path | None = None
+    log: LogConfig = Field(default_factory=LogConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    sources: list[SourceConfig] = Field(min_length=1)
+    sinks: list[SinkConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AgentSettings:
+        for family, items in (("sources", self.sources), ("sinks", self.sinks)):
+            names = [i.name for i in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{family}: duplicate name(s): {', '.join(dupes)}")
+        shared = duplicate_apps(self.sources)
+        if shared:
+            raise ValueError(
+                "sources: one source per tenant and app (they would share one Graph rate limit; "
+                f"list several service_sources in one source instead): {', '.join(shared)}"
+            )
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render a pydantic error location as ``sinks[0].codec.type``, dropping union-tag segments."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            continue
+        if (
+            isinstance(node, dict)
+            and item not in node
+            and isinstance(node.get("type"), str)
+            and item == node["type"]
+        ):
+            continue  # the discriminator tag pydantic inserts, not a key the user wrote
+        parts.append(("." if parts else "") + item)
+        node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts) or "(root)"
+
+
+def problems_from(exc: ValidationError, data: Any) -> list[str]:
+    """One ``dotted.path: message`` line per validation error, never echoing input values."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"{_dotted(tuple(err['loc']), data)}: {msg}")
+    return lines
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file; raises ``ConfigError`` with the file name for unreadable or invalid files."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+
+
+def load_settings(path: Path | None = None, data: dict[str, Any] | None = None) -> AgentSettings:
+    """Load and validate the configuration from ``path`` (or ``data``) plus the environment.
+
+    Raises ``ConfigError`` listing every problem.
+    """
+    raw = read_toml(path) if path is not None else dict(data or {})
+    try:
+        return AgentSettings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, raw)) from None

@@ -1,0 +1,162 @@
+"""All Prometheus metrics of one agent, on a registry passed in (never the global one).
+
+Names follow ``siem_agent_<noun>_<unit>[_total]``; labels are low-cardinality (tenant, stream, sink,
+reason, field) and never carry alert ids or secrets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+
+class AgentMetrics:
+    """The agent's metric objects. Build one per agent with its own ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        PlatformCollector(registry=registry)
+        p = "siem_agent_"
+        # Sources.
+        self.alerts_fetched = Counter(
+            p + "alerts_fetched_total", "Alert versions read from the source.", ["stream"], registry=registry
+        )
+        self.alerts_new = Counter(
+            p + "alerts_new_total",
+            "Alert versions forwarded (not seen before).",
+            ["stream"],
+            registry=registry,
+        )
+        self.alerts_duplicate = Counter(
+            p + "alerts_duplicate_total",
+            "Alert versions skipped because they were already forwarded.",
+            ["stream"],
+            registry=registry,
+        )
+        self.graph_requests = Counter(
+            p + "graph_requests_total",
+            "HTTP requests to Graph and the token endpoint, by status class (2xx, 4xx, 5xx, error).",
+            ["tenant", "status_class"],
+            registry=registry,
+        )
+        self.graph_throttled = Counter(
+            p + "graph_throttled_total", "429 responses from Graph.", ["tenant"], registry=registry
+        )
+        self.retry_after_seconds = Counter(
+            p + "graph_retry_after_seconds_total",
+            "Seconds spent waiting on Retry-After.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.poll_duration = Histogram(
+            p + "poll_duration_seconds",
+            "Duration of one complete poll of a stream.",
+            ["stream"],
+            registry=registry,
+        )
+        self.poll_errors = Counter(
+            p + "poll_errors_total", "Polls that failed, by reason.", ["stream", "reason"], registry=registry
+        )
+        self.last_poll_success = Gauge(
+            p + "last_successful_poll_timestamp_seconds",
+            "Unix time of the last complete poll.",
+            ["stream"],
+            registry=registry,
+        )
+        self.checkpoint_lag = Gauge(
+            p + "checkpoint_lag_seconds",
+            "Now minus the committed cursor of the stream.",
+            ["stream"],
+            registry=registry,
+        )
+        # Pipeline and sinks.
+        self.queue_depth = Gauge(
+            p + "queue_events", "Events waiting in a sink queue.", ["sink"], registry=registry
+        )
+        self.queue_capacity = Gauge(
+            p + "queue_capacity_events", "Capacity of a sink queue.", ["sink"], registry=registry
+        )
+        self.queue_blocked_seconds = Counter(
+            p + "queue_blocked_seconds_total",
+            "Seconds the source waited on a full sink queue (backpressure).",
+            ["sink"],
+            registry=registry,
+        )
+        self.events_sent = Counter(
+            p + "events_sent_total", "Events a sink delivered.", ["sink"], registry=registry
+        )
+        self.bytes_sent = Counter(
+            p + "sent_bytes_total", "Bytes a sink delivered.", ["sink"], registry=registry
+        )
+        self.batches_sent = Counter(
+            p + "batches_sent_total", "Batches a sink delivered.", ["sink"], registry=registry
+        )
+        self.send_duration = Histogram(
+            p + "send_duration_seconds", "Duration of one send attempt.", ["sink"], registry=registry
+        )
+        self.send_retries = Counter(
+            p + "send_retries_total",
+            "Send attempts retried after a transient failure.",
+            ["sink"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            p + "dead_lettered_total",
+            "Events written to the dead-letter file instead of the sink.",
+            ["sink", "reason"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            p + "dropped_total",
+            "Events dropped, by component and reason.",
+            ["component", "reason"],
+            registry=registry,
+        )
+        self.truncated = Counter(
+            p + "truncated_fields_total",
+            "Field values truncated by a codec to fit a limit.",
+            ["sink", "field"],
+            registry=registry,
+        )
+        self.sink_up = Gauge(
+            p + "sink_up", "1 while the sink's last send or connect succeeded.", ["sink"], registry=registry
+        )
+        self.checkpoint_writes = Counter(
+            p + "checkpoint_writes_total", "Checkpoint files written.", registry=registry
+        )
+        self.checkpoint_errors = Counter(
+            p + "checkpoint_write_errors_total", "Checkpoint writes that failed.", registry=registry
+        )
+        # Graph source (issue #3).
+        self.graph_retries = Counter(
+            p + "graph_retries_total",
+            "Graph requests retried after 5xx, timeouts, connection errors or malformed pages.",
+            ["tenant"],
+            registry=registry,
+        )
+        self.window_splits = Counter(
+            p + "graph_window_splits_total",
+            "Poll windows split in two because paging went too deep or stalled.",
+            ["stream"],
+            registry=registry,
+        )
+        self.seen_evicted = Counter(
+            p + "graph_seen_evicted_total",
+            "Dedup keys evicted early by the max_seen_ids cap (may cause duplicates, never loss).",
+            ["stream"],
+            registry=registry,
+        )
+        # Network sinks (connection lifecycle): event is connect, disconnect or error.
+        self.sink_connections = Counter(
+            p + "sink_connections_total",
+            "Sink connection events: connect, disconnect, error.",
+            ["sink", "event"],
+            registry=registry,
+        )

@@ -1,0 +1,206 @@
+"""SinkRunner: drains one sink's queue, encodes, sends with retries, dead-letters, acknowledges.
+
+The runner owns every retry: a transient failure (``TransientSinkError``) is retried with
+exponential backoff and full jitter, bounded by ``retry.max_backoff_secs``, for as long as it takes
+(the checkpoint cannot pass an undelivered batch, so giving up would mean losing it). A permanent
+rejection — of one event (``SendResult.rejected``) or of a batch (``PermanentSinkError``) — goes to
+the dead-letter file and counts as done. A pipeline batch is acknowledged once all its events are
+delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from agent.codecs import Serializer
+from agent.errors import EncodeError, PermanentSinkError, TransientSinkError
+from agent.metrics import AgentMetrics
+from agent.model import Batch, Event
+from agent.pipeline.acks import AckTracker
+from agent.pipeline.dead_letter import DeadLetterFile
+from agent.pipeline.queue import BoundedQueue
+from agent.sinks.base import Sink
+from agent.sinks.config import BatchConfig, RetryConfig
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def backoff(attempt: int, retry: RetryConfig, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**attempt)]."""
+    cap = min(retry.max_backoff_secs, retry.initial_backoff_secs * (2 ** min(attempt, 30)))
+    return rng.uniform(0, cap)
+
+
+class SinkRunner:
+    """Moves batches from one queue into one sink until the queue is closed and empty."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        serializer: Serializer,
+        queue: BoundedQueue,
+        acks: AckTracker,
+        dead_letter: DeadLetterFile,
+        batch: BatchConfig,
+        retry: RetryConfig,
+        metrics: AgentMetrics,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self._serializer = serializer
+        self._queue = queue
+        self._acks = acks
+        self._dead = dead_letter
+        self._batch = batch
+        self._retry = retry
+        self._m = metrics
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.healthy = False
+        self._on_health = on_health
+
+    async def run(self) -> None:
+        """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
+        await self._start()
+        while True:
+            batches = await self._collect()
+            if not batches:
+                return
+            events: list[Event] = []
+            for b in batches:
+                events.extend(await self._encode(b))
+            if events:
+                await self._deliver(events)
+            for b in batches:
+                self._acks.ack(b)
+
+    async def _start(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.sink.start()
+            except TransientSinkError as exc:
+                self._set_health(False)
+                delay = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else backoff(attempt, self._retry, self._rng)
+                )
+                log.warning("Sink start failed; retrying.", extra={"sink": self.sink.name, "error": str(exc)})
+                attempt += 1
+                await self._sleep(delay)
+                continue
+            self._set_health(True)
+            return
+
+    async def _collect(self) -> list[Batch]:
+        """Wait for one batch, then take more for up to ``batch.timeout_secs`` while under the limits."""
+        first = None
+        while first is None:
+            first = await self._queue.get(timeout=None)
+            if first is None:
+                return []
+        batches = [first]
+        count = len(first.alerts)
+        deadline = time.monotonic() + self._batch.timeout_secs
+        while count < self._batch.max_events:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            nxt = await self._queue.get(timeout=remaining)
+            if nxt is None:
+                break
+            batches.append(nxt)
+            count += len(nxt.alerts)
+        return batches
+
+    async def _encode(self, batch: Batch) -> list[Event]:
+        events = []
+        failed = []
+        for alert in batch.alerts:
+            try:
+                events.append(Event(alert, self._serializer.encode(alert)))
+            except EncodeError as exc:
+                failed.append((alert, str(exc)))
+        for alert, reason in failed:
+            await self._dead.write(self.sink.name, f"encode: {reason}", [alert])
+            self._m.dead_lettered.labels(self.sink.name, "encode_error").inc()
+        return events
+
+    def _chunks(self, events: Sequence[Event]) -> list[list[Event]]:
+        chunks: list[list[Event]] = []
+        current: list[Event] = []
+        size = 0
+        for e in events:
+            n = len(e.payload)
+            if current and (len(current) >= self._batch.max_events or size + n > self._batch.max_bytes):
+                chunks.append(current)
+                current, size = [], 0
+            current.append(e)
+            size += n
+        if current:
+            chunks.append(current)
+        return chunks
+
+    async def _deliver(self, events: Sequence[Event]) -> None:
+        for chunk in self._chunks(events):
+            await self._deliver_chunk(chunk)
+
+    async def _deliver_chunk(self, chunk: list[Event]) -> None:
+        attempt = 0
+        pending = chunk
+        while pending:
+            started = time.monotonic()
+            try:
+                result = await self.sink.send(pending)
+            except TransientSinkError as exc:
+                self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
+                self._m.send_retries.labels(self.sink.name).inc()
+                self._set_health(False)
+                delay = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else backoff(attempt, self._retry, self._rng)
+                )
+                log.warning(
+                    "Send failed; retrying.",
+                    extra={"sink": self.sink.name, "error": str(exc), "retry_in_secs": round(delay, 3)},
+                )
+                attempt += 1
+                await self._sleep(delay)
+                continue
+            except PermanentSinkError as exc:
+                self._set_health(True)
+                log.error("Batch rejected; dead-lettered.", extra={"sink": self.sink.name, "error": str(exc)})
+                await self._dead.write(self.sink.name, str(exc), [e.alert for e in pending])
+                self._m.dead_lettered.labels(self.sink.name, "rejected").inc(len(pending))
+                return
+            self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
+            self._set_health(True)
+            retry = set(result.retry)
+            done = [e for i, e in enumerate(pending) if i not in retry and i not in result.rejected]
+            self._m.events_sent.labels(self.sink.name).inc(len(done))
+            self._m.bytes_sent.labels(self.sink.name).inc(sum(len(e.payload) for e in done))
+            self._m.batches_sent.labels(self.sink.name).inc()
+            for i, reason in sorted(result.rejected.items()):
+                await self._dead.write(self.sink.name, reason, [pending[i].alert])
+                self._m.dead_lettered.labels(self.sink.name, "rejected").inc()
+            pending = [pending[i] for i in sorted(retry) if i not in result.rejected]
+            if pending:
+                self._m.send_retries.labels(self.sink.name).inc()
+                await self._sleep(backoff(attempt, self._retry, self._rng))
+                attempt += 1
+
+    def _set_health(self, up: bool) -> None:
+        self.healthy = up
+        self._m.sink_up.labels(self.sink.name).set(1 if up else 0)
+        if self._on_health is not None:
+            self._on_health(up)

@@ -1,0 +1,71 @@
+"""The sink seam.
+
+A sink delivers a batch of already-serialized events and says, per event, what happened. It never
+retries by itself across calls and never acknowledges what the receiver does not have: the runner
+(``agent.pipeline.runner``) retries, dead-letters and acknowledges based on what ``send`` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from agent.metrics import AgentMetrics
+from agent.model import Event
+
+
+@dataclass(slots=True)
+class SendResult:
+    """The outcome of one ``send``. Events not named here were delivered.
+
+    ``rejected`` maps an index in the batch to the receiver's reason for a permanent rejection (the
+    event goes to the dead-letter file); ``retry`` lists indexes that failed transiently and are to
+    be sent again.
+    """
+
+    rejected: dict[int, str] = field(default_factory=dict)
+    retry: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink may use: its name, the agent's metrics and state directory."""
+
+    name: str
+    metrics: AgentMetrics
+    state_dir: Path
+
+
+class Sink(Protocol):
+    """Delivers batches of events to one receiver."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Open connections or files. Raises ``SinkError``; a retriable one is retried by the runner."""
+        ...
+
+    async def send(self, events: Sequence[Event]) -> SendResult:
+        """Deliver ``events``; return once the receiver has them (as far as the protocol can tell).
+
+        Raises ``TransientSinkError`` when nothing can be known to be delivered (the whole batch is
+        retried) and ``PermanentSinkError`` when the receiver rejected the batch itself. Cancellation
+        leaves the batch unacknowledged.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release every connection and file. Safe to call twice."""
+        ...
+
+    def reopen(self) -> None:
+        """Reopen files (SIGHUP, after logrotate). A no-op for network sinks."""
+        ...
+
+
+class SinkFactory(Protocol):
+    """A sink class: built from its config model and a context."""
+
+    def __call__(self, config: Any, ctx: SinkContext) -> Sink: ...

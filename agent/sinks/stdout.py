@@ -1,0 +1,38 @@
+"""Standard output sink: one message per line, flushed per batch."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from agent.errors import TransientSinkError
+from agent.model import Event
+from agent.sinks.base import SendResult, SinkContext
+from agent.sinks.config import StdoutSinkConfig
+
+
+class StdoutSink:
+    """Writes each event's payload and a LF to stdout. Delivery means the write and flush succeeded."""
+
+    def __init__(self, config: StdoutSinkConfig, ctx: SinkContext, stream: BinaryIO | None = None) -> None:
+        self.name = config.name
+        self._stream = stream if stream is not None else sys.stdout.buffer
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, events: Sequence[Event]) -> SendResult:
+        data = b"".join(e.payload + b"\n" for e in events)
+        try:
+            self._stream.write(data)
+            self._stream.flush()
+        except (OSError, ValueError) as exc:
+            raise TransientSinkError(f"stdout write failed: {exc}") from None
+        return SendResult()
+
+    async def aclose(self) -> None:
+        return None
+
+    def reopen(self) -> None:
+        return None

@@ -1,0 +1,51 @@
+"""Graph timestamps kept as the strings Graph sent.
+
+Graph writes ``lastUpdateDateTime`` with seven fractional digits (``…:27.7211305Z``), one more than
+:class:`datetime.datetime` keeps. Cursors are therefore the raw strings; comparison goes through
+:func:`sort_key`, which pads the fraction so strings of different precision order correctly.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+_TS = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
+
+
+def sort_key(ts: str) -> str:
+    """Return a string that orders like the instant ``ts`` names (UTC, nine fractional digits).
+
+    Raises ``ValueError`` for a string that is not an ISO-8601 timestamp with a zone.
+    """
+    m = _TS.match(ts)
+    if m is None:
+        raise ValueError(f"not an ISO-8601 timestamp with zone: {ts[:64]!r}")
+    base, frac, zone = m.group(1), m.group(2) or "", m.group(3)
+    if zone not in ("Z", "+00:00", "-00:00"):
+        dt = datetime.fromisoformat(base + zone).astimezone(UTC)
+        base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac.ljust(9, '0')}Z"
+
+
+def parse(ts: str) -> datetime:
+    """Parse to an aware datetime (microsecond precision: for arithmetic, never for cursors)."""
+    key = sort_key(ts)
+    return datetime.strptime(key[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+
+
+def minus_seconds(ts: str, seconds: float) -> str:
+    """``ts`` minus ``seconds``, formatted with seven fractional digits, keeping the 7th digit of ``ts``."""
+    key = sort_key(ts)
+    whole = datetime.strptime(key[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    frac_ns = int(key[20:29])
+    total_ns = frac_ns - round(seconds * 1_000_000_000)
+    shifted = whole + timedelta(seconds=total_ns // 1_000_000_000)
+    rem = total_ns % 1_000_000_000
+    return f"{shifted:%Y-%m-%dT%H:%M:%S}.{rem // 100:07d}Z"
+
+
+def format_dt(dt: datetime) -> str:
+    """Format an aware datetime the way Graph does (seven fractional digits, ``Z``)."""
+    dt = dt.astimezone(UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond * 10:07d}Z"

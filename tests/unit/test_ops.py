@@ -1,0 +1,67 @@
+"""The operator endpoint over real HTTP: metrics, liveness, readiness that names what is wrong."""
+
+from __future__ import annotations
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from agent.health import Health
+from agent.metrics import AgentMetrics
+from agent.ops import OpsServer
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class TestOpsServer:
+    async def test_metrics_healthz_and_readyz_flip(self) -> None:
+        """/readyz is 503 naming the down sink and the stale stream, 200 once both recover."""
+        registry = CollectorRegistry()
+        m = AgentMetrics(registry)
+        m.events_sent.labels("splunk").inc(3)
+        now = FakeTime()
+        health = Health(now, stale_polls=3)
+        health.expect_stream("t/alerts_v2/all", 60)
+        health.sink_state("splunk", True)
+        server = OpsServer(registry, health, "127.0.0.1", 0)
+        port = await server.start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(base + "/metrics") as r:
+                    text = await r.text()
+                    assert r.status == 200
+                    assert 'siem_agent_events_sent_total{sink="splunk"} 3.0' in text
+                    assert "process_resident_memory_bytes" in text
+                async with http.get(base + "/healthz") as r:
+                    assert r.status == 200
+                health.poll_succeeded("t/alerts_v2/all")
+                async with http.get(base + "/readyz") as r:
+                    assert r.status == 200, await r.text()
+                health.sink_state("splunk", False)
+                now.t += 181
+                async with http.get(base + "/readyz") as r:
+                    body = await r.text()
+                    assert r.status == 503
+                    assert "sink splunk: NOT READY (down)" in body
+                    assert "stream t/alerts_v2/all: NOT READY (last successful poll 181s ago)" in body
+                health.sink_state("splunk", True)
+                health.poll_succeeded("t/alerts_v2/all")
+                async with http.get(base + "/readyz") as r:
+                    assert r.status == 200
+        finally:
+            await server.stop()
+
+    async def test_stream_that_never_polled_is_not_ready_after_grace(self) -> None:
+        """A stream with no successful poll within the grace period is reported as never polled."""
+        now = FakeTime()
+        health = Health(now, stale_polls=3)
+        health.expect_stream("s", 10)
+        assert health.report() == (True, ["stream s: starting"])
+        now.t += 31
+        assert health.report() == (False, ["stream s: NOT READY (never polled successfully)"])
