@@ -1,0 +1,120 @@
+"""Field paths: where a codec mapping takes a value from in an alerts_v2 alert.
+
+Syntax (checked when the config is loaded)::
+
+    title                                   top-level property
+    additionalData.foo                      nested object property
+    evidence[deviceEvidence].deviceDnsName  first evidence of that @odata.type having the property
+    evidence[*].ipAddress                   first evidence of any type having it
+    a | b                                   first alternative with a value
+
+Values become text: strings as they are, numbers and booleans as JSON writes them, lists of scalars
+joined with ``,``, objects as compact JSON. ``None``, empty strings and empty lists are "no value".
+Evidence of unknown or missing ``@odata.type`` simply matches nothing but ``[*]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agent.codecs.text import repair
+from agent.model import Alert
+
+_NAME = r"[A-Za-z_@][A-Za-z0-9_@.\-]*"
+_STEP = re.compile(rf"^(?:evidence\[(\*|[A-Za-z][A-Za-z0-9]*)\]\.)?({_NAME})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """One alternative: an optional evidence type (``*`` = any) and the property names to follow."""
+
+    evidence: str | None
+    keys: tuple[str, ...]
+
+
+def compile_path(spec: str) -> tuple[Path, ...]:
+    """Parse a path spec; raises ``ValueError`` with the reason when it is malformed."""
+    alts = []
+    for raw in spec.split("|"):
+        m = _STEP.match(raw.strip())
+        if m is None:
+            raise ValueError(f"bad field path {raw.strip()!r} (see docs/codecs.md, field paths)")
+        alts.append(Path(m.group(1), tuple(m.group(2).split("."))))
+    return tuple(alts)
+
+
+def evidence_index(alert: Alert) -> dict[str, list[Mapping[str, Any]]]:
+    """Group the alert's evidence by short type name (``deviceEvidence``), in order; ``*`` holds all."""
+    index: dict[str, list[Mapping[str, Any]]] = {"*": []}
+    evidence = alert.get("evidence")
+    if not isinstance(evidence, list):
+        return index
+    every = index["*"]
+    for item in evidence:
+        if item.__class__ is not dict:
+            continue
+        every.append(item)
+        kind = item.get("@odata.type")
+        if kind.__class__ is str:
+            short = kind[kind.rfind(".") + 1 :]
+            if short in index:
+                index[short].append(item)
+            else:
+                index[short] = [item]
+    return index
+
+
+def _follow(obj: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def lookup(alert: Alert, alts: tuple[Path, ...], index: dict[str, list[Mapping[str, Any]]] | None) -> Any:
+    """The raw value of the first alternative with one (``index`` from :func:`evidence_index`)."""
+    for alt in alts:
+        if alt.evidence is None:
+            value = _follow(alert, alt.keys)
+            if value is not None and value not in ("", []):
+                return value
+            continue
+        for item in (index or {}).get(alt.evidence, ()):
+            value = _follow(item, alt.keys)
+            if value is not None and value not in ("", []):
+                return value
+    return None
+
+
+def as_text(value: Any) -> str | None:
+    """Render a raw value as text (see module docstring); ``None`` for no value."""
+    if isinstance(value, str):
+        return value or None
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        parts = [t for t in (as_text(v) if not isinstance(v, list | dict) else _json(v) for v in value) if t]
+        return ",".join(parts) or None
+    return _json(value)
+
+
+def _json(value: Any) -> str | None:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # lone surrogates
+        return orjson.dumps(repair(value)).decode()
+
+
+def uses_evidence(paths: Sequence[tuple[Path, ...]]) -> bool:
+    """Whether any of ``paths`` reads evidence (so an index is worth building)."""
+    return any(alt.evidence is not None for alts in paths for alt in alts)

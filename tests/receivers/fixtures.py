@@ -1,0 +1,299 @@
+"""Real syslog receivers for tests: rsyslog 8.2302 and syslog-ng 3.38 on free loopback ports.
+
+Fixtures ``rsyslog`` and ``syslog_ng`` (session-scoped) start each daemon in the foreground in a
+temporary directory, with a pidfile and no systemd, and stop it on teardown. Each parsed message
+is one JSON object per line in the receiver's output file; :meth:`Receiver.wait_for` polls that file
+(bounded in time) until N records arrived after a :meth:`Receiver.mark`.
+
+Install the daemons with ``bash tests/receivers/install.sh`` (root). A missing binary FAILS the
+fixture with that instruction: these tests are never skipped.
+
+Ports (``Receiver.ports``): rsyslog ``tcp`` (octet counting and LF framing), ``tls``, ``udp``;
+syslog-ng ``tcp`` (RFC 5424, octet counting), ``tls``, ``udp`` (RFC 5424), ``tcp_lf`` (RFC 5424,
+LF framing), ``tcp_bsd`` and ``udp_bsd`` (RFC 3164). ``Receiver.ca_file`` is the CA of the TLS
+ports' certificate (CN/SAN ``localhost`` and ``127.0.0.1``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+SYSLOG_NG_ROOT = Path(os.environ.get("SIEM_AGENT_SYSLOG_NG_ROOT", "/opt/siem-agent-test/syslog-ng"))
+INSTALL_HINT = "run `bash tests/receivers/install.sh` as root to install the test receivers"
+START_TIMEOUT_SECS = 15.0
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port the kernel just handed out on 127.0.0.1 (released again for the receiver to bind)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_tls(directory: Path) -> Path:
+    """Write a throwaway CA and a ``localhost`` server certificate; return the CA file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "siem-agent test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "server.pem").write_bytes(cert.public_bytes(pem))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return directory / "ca.pem"
+
+
+@dataclass
+class Receiver:
+    """A running receiver: its ports, output file and process."""
+
+    name: str
+    workdir: Path
+    ports: dict[str, int]
+    ca_file: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.workdir / "daemon.log"
+
+    @property
+    def output(self) -> Path:
+        return self.workdir / "out.jsonl"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record written so far (only complete lines)."""
+        try:
+            data = self.output.read_bytes()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in data.split(b"\n")[:-1]]
+
+    def mark(self) -> int:
+        """The number of records so far: pass it to :meth:`wait_for` to see only later ones."""
+        return len(self.records())
+
+    def wait_for(self, count: int, since: int = 0, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Poll the output until ``count`` records arrived after ``since``; return them (and any extra).
+
+        Fails the test after ``timeout`` seconds with what did arrive and the daemon's log.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            got = self.records()[since:]
+            if len(got) >= count:
+                return got
+            if self.process is not None and self.process.poll() is not None:
+                pytest.fail(
+                    f"{self.name} exited ({self.process.returncode}):\n{self.log.read_text()[-4000:]}"
+                )
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"{self.name}: {len(got)} of {count} records after {timeout}s; "
+                    f"last: {got[-1:]!r}\nlog:\n{self.log.read_text()[-4000:]}"
+                )
+            time.sleep(delay)  # polling interval, not synchronisation: the loop checks the output
+            delay = min(delay * 2, 0.1)
+
+    def stop(self) -> None:
+        """Terminate the daemon and wait for it (bounded), killing it if it does not exit."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _render(template: Path, target: Path, values: dict[str, str]) -> None:
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    target.write_text(text)
+
+
+def _wait_listening(receiver: Receiver, tcp_ports: list[int]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECS
+    pending = list(tcp_ports)
+    while pending:
+        assert receiver.process is not None
+        if receiver.process.poll() is not None:
+            pytest.fail(f"{receiver.name} did not start:\n{receiver.log.read_text()[-4000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", pending[0]), timeout=1):
+                pending.pop(0)
+                continue
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            receiver.stop()
+            pytest.fail(f"{receiver.name} not listening on {pending}:\n{receiver.log.read_text()[-4000:]}")
+        time.sleep(0.05)  # polling interval while the daemon binds its ports
+
+
+def _wait_udp(receiver: Receiver, port: int, probe: bytes) -> None:
+    """Send a probe datagram until it shows up parsed (UDP gives no other sign of readiness)."""
+    deadline = time.monotonic() + START_TIMEOUT_SECS
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        while True:
+            before = receiver.mark()
+            s.sendto(probe, ("127.0.0.1", port))
+            poll_until = min(time.monotonic() + 0.5, deadline)
+            while time.monotonic() < poll_until:
+                if receiver.mark() > before:
+                    return
+                time.sleep(0.01)  # polling interval
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"{receiver.name}: UDP port {port} never delivered:\n{receiver.log.read_text()[-4000:]}"
+                )
+
+
+def start_rsyslog(workdir: Path) -> Receiver:
+    """Start rsyslogd on free ports in ``workdir``."""
+    binary = shutil.which("rsyslogd", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
+    if binary is None or not list(Path("/usr/lib").glob("*/rsyslog/mmnormalize.so")):
+        pytest.fail(f"rsyslogd (with mmnormalize) is not installed: {INSTALL_HINT}")
+    (workdir / "work").mkdir(parents=True)
+    ca = make_tls(workdir / "tls")
+    ports = {"tcp": free_port(), "tls": free_port(), "udp": free_port(socket.SOCK_DGRAM)}
+    conf = workdir / "rsyslog.conf"
+    _render(
+        HERE / "rsyslog.conf.in",
+        conf,
+        {"WORKDIR": str(workdir)} | {f"PORT_{k.upper()}": str(v) for k, v in ports.items()},
+    )
+    receiver = Receiver("rsyslog", workdir, ports, ca)
+    check = subprocess.run([binary, "-N1", "-f", str(conf)], capture_output=True, timeout=30, check=False)
+    if check.returncode != 0:
+        pytest.fail(f"rsyslog config check failed:\n{check.stderr.decode()[-4000:]}")
+    with receiver.log.open("wb") as log:
+        receiver.process = subprocess.Popen(
+            [binary, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")], stdout=log, stderr=log
+        )
+    _wait_listening(receiver, [ports["tcp"], ports["tls"]])
+    _wait_udp(receiver, ports["udp"], b"<14>1 - probe probe - probe - ready")
+    return receiver
+
+
+def start_syslog_ng(workdir: Path) -> Receiver:
+    """Start syslog-ng (unpacked by install.sh) on free ports in ``workdir``."""
+    binary = SYSLOG_NG_ROOT / "usr/sbin/syslog-ng"
+    modules = SYSLOG_NG_ROOT / "usr/lib/syslog-ng/3.38"
+    if not binary.exists() or not (modules / "libjson-plugin.so").exists():
+        pytest.fail(f"syslog-ng 3.38 is not unpacked in {SYSLOG_NG_ROOT}: {INSTALL_HINT}")
+    (workdir / "var").mkdir(parents=True)
+    ca = make_tls(workdir / "tls")
+    ports = {
+        "tcp": free_port(),
+        "tls": free_port(),
+        "udp": free_port(socket.SOCK_DGRAM),
+        "tcp_lf": free_port(),
+        "tcp_bsd": free_port(),
+        "udp_bsd": free_port(socket.SOCK_DGRAM),
+    }
+    conf = workdir / "syslog-ng.conf"
+    _render(
+        HERE / "syslog-ng.conf.in",
+        conf,
+        {"WORKDIR": str(workdir)} | {f"PORT_{k.upper()}": str(v) for k, v in ports.items()},
+    )
+    env = os.environ | {"LD_LIBRARY_PATH": str(SYSLOG_NG_ROOT / "usr/lib/syslog-ng")}
+    cmd = [
+        str(binary),
+        "-f", str(conf),
+        f"--module-path={modules}",
+        "-p", str(workdir / "syslog-ng.pid"),
+        "-R", str(workdir / "var/persist"),
+        "-c", str(workdir / "var/ctl"),
+    ]  # fmt: skip
+    check = subprocess.run([*cmd, "-s"], capture_output=True, timeout=30, check=False, env=env)
+    if check.returncode != 0:
+        pytest.fail(f"syslog-ng config check failed:\n{check.stderr.decode()[-4000:]}")
+    receiver = Receiver("syslog-ng", workdir, ports, ca)
+    with receiver.log.open("wb") as log:
+        receiver.process = subprocess.Popen([*cmd, "-F", "-e"], stdout=log, stderr=log, env=env)
+    _wait_listening(receiver, [ports["tcp"], ports["tls"], ports["tcp_lf"], ports["tcp_bsd"]])
+    _wait_udp(receiver, ports["udp"], b"<14>1 - probe probe - probe - ready")
+    _wait_udp(receiver, ports["udp_bsd"], b"<14>Jan  1 00:00:00 probe probe: ready")
+    return receiver
+
+
+@pytest.fixture(scope="session")
+def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    """A running rsyslog 8.2302 receiver (see module docstring)."""
+    receiver = start_rsyslog(tmp_path_factory.mktemp("rsyslog"))
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def syslog_ng(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Receiver]:
+    """A running syslog-ng 3.38 receiver (see module docstring)."""
+    receiver = start_syslog_ng(tmp_path_factory.mktemp("syslog-ng"))
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
