@@ -1,0 +1,185 @@
+"""What every HTTP sink shares: one aiohttp session, gzip, timeouts and response classification.
+
+Classification (each sink refines it with what its API documents):
+
+* 2xx: the receiver has the data (per the sink's own rules, e.g. HEC indexer ack, ``_bulk`` items).
+* 408, 429, 5xx, connection errors, timeouts: ``TransientSinkError`` (``Retry-After`` honoured).
+* 401, 403: ``TransientSinkError`` too. The receiver refused *us*, not the data: dead-lettering every
+  alert until a credential is fixed would be worse than holding them (backpressure, ``sink_up=0``).
+* 413: the batch is split in halves and each half sent (a single event too large is rejected).
+* any other 4xx: ``PermanentSinkError`` (the batch is dead-lettered).
+
+No message built here quotes a header, a query string or a body we sent: they may carry secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from agent.errors import PermanentSinkError, TransientSinkError
+from agent.model import Event
+from agent.sinks.base import SendResult
+from agent.sinks.config import TlsConfig
+from agent.sinks.tls import client_context
+
+#: Responses larger than this are not read (a ``_bulk`` reply for a 1 MB batch is far smaller).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_GZIP_OFF_LOOP_BYTES = 256 * 1024
+_MAX_RETRY_AFTER_SECS = 3600.0
+
+
+class PayloadTooLarge(Exception):
+    """HTTP 413: the caller splits the batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped at one hour."""
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        secs = float(value)
+    except ValueError:
+        try:
+            secs = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(secs, 0.0), _MAX_RETRY_AFTER_SECS)
+
+
+def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
+    """Raise for a non-2xx response per the module docstring; ``detail`` is a safe summary of the body."""
+    status = resp.status
+    if 200 <= status < 300:
+        return
+    suffix = f": {detail}" if detail else ""
+    if status == 413:
+        raise PayloadTooLarge(what)
+    if status in (401, 403):
+        raise TransientSinkError(f"{what}: HTTP {status}, credentials refused; check them{suffix}")
+    if status in (408, 429) or status >= 500:
+        raise TransientSinkError(f"{what}: HTTP {status}{suffix}", retry_after=retry_after(resp.headers))
+    raise PermanentSinkError(f"{what}: HTTP {status}{suffix}")
+
+
+SendAttempt = Callable[[Sequence[Event]], Awaitable[SendResult]]
+
+
+async def send_halving(events: Sequence[Event], attempt: SendAttempt) -> SendResult:
+    """Run ``attempt``; on 413 split the batch in halves (recursively, at most log2(n) deep).
+
+    Once one half is delivered, a transient failure of the other is reported as ``retry`` for its
+    events instead of raised, so the delivered half is not sent twice.
+    """
+    try:
+        return await attempt(events)
+    except PayloadTooLarge:
+        if len(events) == 1:
+            return SendResult(rejected={0: "HTTP 413: the event alone exceeds the receiver's size limit"})
+    mid = len(events) // 2
+    left = await send_halving(events[:mid], attempt)
+    try:
+        right = await send_halving(events[mid:], attempt)
+    except TransientSinkError:
+        right = SendResult(retry=list(range(len(events) - mid)))
+    return SendResult(
+        rejected={**left.rejected, **{i + mid: r for i, r in right.rejected.items()}},
+        retry=[*left.retry, *(i + mid for i in right.retry)],
+    )
+
+
+class HttpClient:
+    """One ``aiohttp.ClientSession`` (opened by ``start``, closed by ``aclose``) for one sink."""
+
+    def __init__(self, sink: str, tls: TlsConfig, timeout_secs: float, gzip_bodies: bool) -> None:
+        self._sink = sink
+        self._ssl = client_context(tls, sink)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_secs)
+        self._gzip = gzip_bodies
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=8),
+                timeout=self._timeout,
+                # Proxies and .netrc from the environment would silently change where and how
+                # credentials go; this client uses only what the configuration says.
+                trust_env=False,
+                auto_decompress=True,
+            )
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        what: str,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """POST ``body`` (gzipped if configured). Raises ``TransientSinkError`` on network errors."""
+        self.start()
+        assert self._session is not None
+        hdrs = dict(headers)
+        if self._gzip:
+            hdrs["Content-Encoding"] = "gzip"
+            if len(body) > _GZIP_OFF_LOOP_BYTES:
+                body = await asyncio.to_thread(gzip.compress, body, 6)
+            else:
+                body = gzip.compress(body, 6)
+        try:
+            async with self._session.post(url, data=body, headers=hdrs, params=params) as resp:
+                # StreamReader.read(n) returns what is buffered, not n bytes: read to EOF, bounded.
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise TransientSinkError(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
+                    chunks.append(chunk)
+                return HttpResponse(resp.status, CIMultiDict(resp.headers), b"".join(chunks))
+        except TimeoutError:
+            raise TransientSinkError(f"{what}: timed out after {self._timeout.total}s") from None
+        except aiohttp.ClientError as exc:
+            raise TransientSinkError(f"{what}: {_describe(exc)}") from None
+
+
+def basic_auth(username: str, password: str) -> str:
+    """An ``Authorization`` header value for HTTP basic auth (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info and query (for messages)."""
+    u = URL(url)
+    return str(u.with_user(None).with_query(None).with_fragment(None))
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"certificate verification failed ({exc.certificate_error.__class__.__name__})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}: {exc.strerror or type(exc.os_error).__name__}"
+    return type(exc).__name__

@@ -1,0 +1,49 @@
+"""Generic HTTP: one POST per batch, the codec's messages as NDJSON (one per line, final newline).
+
+Delivery: any 2xx means the receiver has the batch. Failures are classified as in
+``agent.sinks.http.client`` (429/5xx/401/403 transient, 413 split, other 4xx reject the batch).
+Auth is a bearer token or basic; extra headers are secrets too and never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from agent.model import Event
+from agent.sinks.base import SendResult, SinkContext
+from agent.sinks.config import HttpSinkConfig
+from agent.sinks.http.client import HttpClient, basic_auth, check_status, safe_url, send_halving
+
+
+class HttpSink:
+    """POSTs NDJSON batches to one URL."""
+
+    def __init__(self, config: HttpSinkConfig, ctx: SinkContext) -> None:
+        self.name = config.name
+        self._cfg = config
+        self._http = HttpClient(config.name, config.tls, config.timeout_secs, config.compression == "gzip")
+        self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
+        self._headers["Content-Type"] = config.content_type
+        if config.bearer_token is not None:
+            self._headers["Authorization"] = "Bearer " + config.bearer_token.get_secret_value()
+        if config.username is not None and config.password is not None:
+            self._headers["Authorization"] = basic_auth(config.username, config.password.get_secret_value())
+        self._what = f"POST {safe_url(config.url)}"
+
+    async def start(self) -> None:
+        self._http.start()
+
+    async def send(self, events: Sequence[Event]) -> SendResult:
+        return await send_halving(events, self._send_once)
+
+    async def _send_once(self, events: Sequence[Event]) -> SendResult:
+        body = b"".join(e.payload + b"\n" for e in events)
+        resp = await self._http.post(self._cfg.url, body, self._headers, self._what)
+        check_status(resp, self._what)
+        return SendResult()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def reopen(self) -> None:
+        return None

@@ -1,0 +1,192 @@
+"""TCP/TLS sink against loopback receivers we control (framing, acknowledgement, TLS, crash/restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError, TransientSinkError
+from agent.metrics import AgentMetrics
+from agent.simulator.tls import make_tls
+from agent.sinks import SinkContext
+from tests.fakes.syslog import TcpReceiver
+from tests.fakes.tls import make_client_cert
+from tests.sinks.conftest import RunnerHarness, alert, build, events, ids_of
+
+
+def table(port: int, **over: object) -> dict[str, object]:
+    return {"type": "tcp", "host": "127.0.0.1", "port": port, "codec": {"type": "json"}, **over}
+
+
+class TestFraming:
+    async def test_octet_counting_is_default(self, tcp_receiver: TcpReceiver, ctx: SinkContext) -> None:
+        """Payloads with embedded LF survive octet counting intact."""
+        sink = build(table(tcp_receiver.port), ctx)
+        await sink.start()
+        evs = events(3)
+        evs.append(type(evs[0])(alert(9), b"line one\nline two"))
+        await sink.send(evs)
+        await tcp_receiver.wait_messages(4)
+        assert tcp_receiver.messages[-1] == b"line one\nline two"
+        assert ids_of(tcp_receiver.messages[:3]) == [e.alert["id"] for e in evs[:3]]
+        await sink.aclose()
+
+    async def test_newline_framing(self, tcp_receiver: TcpReceiver, ctx: SinkContext) -> None:
+        """``framing = "newline"`` writes payload + LF."""
+        sink = build(table(tcp_receiver.port, framing="newline"), ctx)
+        await sink.send(events(5))
+        await tcp_receiver.wait_messages(5)
+        assert len(ids_of(tcp_receiver.messages)) == 5
+        await sink.aclose()
+
+
+class TestAcknowledgement:
+    async def test_unread_bytes_are_not_acknowledged(self, ctx: SinkContext) -> None:
+        """A receiver whose TCP window is full never gets a batch acknowledged: the send times out."""
+        rcv = TcpReceiver(rcvbuf=4096)
+        await rcv.start()
+        rcv.pause()
+        sink = build(table(rcv.port, timeout_secs=0.5), ctx)
+        big = events(1, title="x" * 4_000_000)
+        with pytest.raises(TransientSinkError, match="did not acknowledge"):
+            await sink.send(big)
+        rcv.resume()
+        await sink.send(events(2))  # a new connection; the old one was dropped
+        await rcv.wait_messages(2)
+        assert ids_of(rcv.messages[-2:]) == ids_of([e.payload for e in events(2)])
+        await sink.aclose()
+        await rcv.stop()
+
+    async def test_reset_connection_is_transient_and_reconnects(
+        self, tcp_receiver: TcpReceiver, ctx: SinkContext, metrics: AgentMetrics
+    ) -> None:
+        """After the receiver resets idle connections, the next send reconnects first."""
+        sink = build(table(tcp_receiver.port), ctx)
+        await sink.send(events(1))
+        await tcp_receiver.crash()
+        await tcp_receiver.start()
+        for _ in range(3):
+            try:
+                await sink.send(events(1, start=1))
+                break
+            except TransientSinkError:
+                continue
+        await tcp_receiver.wait_messages(2)
+        assert metrics.sink_connections.labels("test", "connect")._value.get() >= 2
+        await sink.aclose()
+
+    async def test_connection_refused_is_transient(self, ctx: SinkContext) -> None:
+        """Nothing listening: start and send raise TransientSinkError."""
+        rcv = TcpReceiver()
+        port = await rcv.start()
+        await rcv.stop()
+        sink = build(table(port), ctx)
+        with pytest.raises(TransientSinkError, match="connect"):
+            await sink.start()
+        with pytest.raises(TransientSinkError):
+            await sink.send(events(1))
+        await sink.aclose()
+
+
+class TestCrashRestart:
+    async def test_receiver_crash_mid_stream_loses_nothing(
+        self, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path
+    ) -> None:
+        """Through the real runner: crash and restart the receiver twice mid-stream; every alert arrives."""
+        rcv = TcpReceiver()
+        await rcv.start()
+        t = table(rcv.port, batch={"max_events": 50, "timeout_secs": 0})
+        sink = build(t, ctx)
+        harness = RunnerHarness(sink, t, metrics, tmp_path)
+        alerts = [alert(i, title="t" * 2000) for i in range(3000)]
+        feeder = asyncio.create_task(harness.feed(alerts, per_batch=25))
+        run = asyncio.create_task(harness.runner.run())
+        for threshold in (500, 1500):
+            await rcv.wait_messages(threshold, timeout=30)
+            await rcv.crash()
+            await rcv.start()
+        await asyncio.wait_for(asyncio.gather(feeder, run), timeout=60)
+        got = set(ids_of(rcv.messages))
+        assert got == {a["id"] for a in alerts}
+        assert len(harness.commits) == len(alerts) // 25
+        await sink.aclose()
+        await rcv.stop()
+
+
+class TestTls:
+    @pytest.fixture
+    def tls(self, tmp_path: Path):  # type: ignore[no-untyped-def]
+        return make_tls(tmp_path / "tls")
+
+    def server_ctx(self, tls, client_ca: Path | None = None, tls12: bool = False) -> ssl.SSLContext:  # type: ignore[no-untyped-def]
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(tls.cert, tls.key)
+        if tls12:
+            # TLS 1.3 reports a refused client certificate only after the handshake (see tcp.py).
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if client_ca is not None:
+            ctx.load_verify_locations(client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    async def test_verified_tls(self, tls, ctx: SinkContext) -> None:  # type: ignore[no-untyped-def]
+        """With the CA configured the handshake verifies and messages arrive."""
+        rcv = TcpReceiver(self.server_ctx(tls))
+        await rcv.start()
+        sink = build(table(rcv.port, tls={"ca_file": str(tls.ca_cert), "server_name": "localhost"}), ctx)
+        await sink.start()
+        await sink.send(events(3))
+        await rcv.wait_messages(3)
+        await sink.aclose()
+        await rcv.stop()
+
+    async def test_unknown_ca_is_refused(self, tls, ctx: SinkContext) -> None:  # type: ignore[no-untyped-def]
+        """Verification is on by default: the system store does not trust the throwaway CA."""
+        rcv = TcpReceiver(self.server_ctx(tls))
+        await rcv.start()
+        sink = build(table(rcv.port, tls={}), ctx)
+        with pytest.raises(TransientSinkError, match="certificate verification failed"):
+            await sink.start()
+        await sink.aclose()
+        await rcv.stop()
+
+    async def test_wrong_server_name_is_refused(self, tls, ctx: SinkContext) -> None:  # type: ignore[no-untyped-def]
+        """SNI/hostname checking uses ``server_name``."""
+        rcv = TcpReceiver(self.server_ctx(tls))
+        await rcv.start()
+        sink = build(table(rcv.port, tls={"ca_file": str(tls.ca_cert), "server_name": "siem.example"}), ctx)
+        with pytest.raises(TransientSinkError, match="certificate"):
+            await sink.start()
+        await sink.aclose()
+        await rcv.stop()
+
+    async def test_mutual_tls(self, tls, tmp_path: Path, ctx: SinkContext) -> None:  # type: ignore[no-untyped-def]
+        """A client certificate is presented when configured; without one the handshake fails."""
+        client = make_client_cert(tmp_path / "client")
+        strict = TcpReceiver(self.server_ctx(tls, client_ca=client.ca_cert, tls12=True))
+        await strict.start()
+        base = {"ca_file": str(tls.ca_cert)}
+        without = build(table(strict.port, tls=base), ctx)
+        with pytest.raises(TransientSinkError, match="connect"):
+            await without.start()
+        await without.aclose()
+        await strict.stop()
+        rcv = TcpReceiver(self.server_ctx(tls, client_ca=client.ca_cert))
+        await rcv.start()
+        sink = build(
+            table(rcv.port, tls={**base, "cert_file": str(client.cert), "key_file": str(client.key)}), ctx
+        )
+        await sink.send(events(2))
+        await rcv.wait_messages(2)
+        await sink.aclose()
+        await rcv.stop()
+
+    def test_unreadable_key_is_a_config_error(self, ctx: SinkContext, tmp_path: Path) -> None:
+        """Missing key material fails at build time, naming the sink."""
+        with pytest.raises(ConfigError, match=r"sinks\.test\.tls"):
+            build(
+                table(1, tls={"cert_file": str(tmp_path / "nope.pem"), "key_file": str(tmp_path / "k")}), ctx
+            )
