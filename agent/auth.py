@@ -1,0 +1,249 @@
+"""Entra ID app-only tokens through MSAL (client secret, certificate, PFX or workload identity).
+
+MSAL is synchronous (``requests``), so every call runs in a worker thread, never on the event loop.
+MSAL caches the token and returns it until shortly before expiry (it treats a token with less than
+300 s left as expired); after a 401 ``token(stale=…)`` drops that token once, however many streams
+saw the 401 at the same time.
+
+MSAL gets its own ``requests.Session`` with ``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
+otherwise override the configured CA bundle. For the same reason the proxy is set on that session
+explicitly: the configured one, else ``HTTPS_PROXY``/``NO_PROXY`` from the environment.
+
+A rejected credential is logged once per attempt as one line with the AADSTS code and then cools
+down (exponentially, up to a bound); calls during the cool-down fail fast with the same error
+instead of hammering the token endpoint. Secrets and assertions never appear in messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msal
+import requests
+
+from agent.clock import Clock
+from agent.errors import AuthError, TransientSourceError
+
+if TYPE_CHECKING:  # agent.sources imports this module; the config types are only annotations here
+    from agent.sources.config import GraphSecuritySourceConfig
+
+log = logging.getLogger(__name__)
+
+_AADSTS = re.compile(r"AADSTS\d+")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Login authority (without tenant) and resource root for one cloud."""
+
+    authority_host: str
+    resource: str
+
+
+#: Login host and Graph root per national cloud (Graph docs: deployments, national clouds).
+GRAPH_CLOUDS: dict[str, Endpoints] = {
+    "global": Endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com"),
+    "usgov": Endpoints("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+    "dod": Endpoints("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEndpoints:
+    """Where one source logs in and what it calls."""
+
+    authority: str  # login host + "/" + tenant
+    graph_root: str  # e.g. https://graph.microsoft.us
+    scope: str  # <graph root>/.default
+    custom: bool  # overridden by authority_url/graph_url (no MSAL instance discovery)
+
+
+def endpoints_for(cfg: GraphSecuritySourceConfig) -> GraphEndpoints:
+    """The authority, Graph root and ``.default`` scope for a source's cloud or explicit overrides."""
+    cloud = GRAPH_CLOUDS[cfg.cloud]
+    host = (cfg.authority_url or cloud.authority_host).rstrip("/")
+    root = (cfg.graph_url or cloud.resource).rstrip("/")
+    return GraphEndpoints(f"{host}/{cfg.tenant_id}", root, f"{root}/.default", cfg.authority_url is not None)
+
+
+def msal_client_credential(cfg: GraphSecuritySourceConfig) -> str | dict[str, Any]:
+    """The ``client_credential`` argument for ``msal.ConfidentialClientApplication``.
+
+    Reads key files (call it off the event loop). Raises ``OSError``/``ValueError`` for unusable files.
+    """
+    cred = cfg.credential
+    if cred is None:
+        assert cfg.client_secret is not None
+        return cfg.client_secret.get_secret_value()
+    if cred.type == "secret":
+        return cred.value.get_secret_value()
+    if cred.type == "certificate":
+        key_pem = cred.private_key_path.read_text(encoding="ascii")
+        out: dict[str, Any] = {"private_key": key_pem}
+        cert_pem = (cred.certificate_path or cred.private_key_path).read_text(encoding="ascii")
+        if cred.private_key_passphrase is not None:
+            out["passphrase"] = cred.private_key_passphrase.get_secret_value()
+        if cred.thumbprint:
+            out["thumbprint"] = cred.thumbprint
+            if cred.send_certificate_chain:
+                out["public_certificate"] = cert_pem
+        else:
+            out["public_certificate"] = cert_pem  # MSAL derives the SHA-256 thumbprint (PS256)
+        return out
+    if cred.type == "pfx":
+        pfx: dict[str, Any] = {"private_key_pfx_path": str(cred.path)}
+        if cred.passphrase is not None:
+            pfx["passphrase"] = cred.passphrase.get_secret_value()
+        return pfx
+    if cred.type == "workload_identity":
+        return {"client_assertion": _assertion_reader(cred.token_file)}
+    raise AssertionError(f"unhandled credential {type(cred).__name__}")  # pragma: no cover
+
+
+class _AssertionFileError(Exception):
+    """The federated token file could not be read (message names the file, never its content)."""
+
+
+def _assertion_reader(path: Path) -> Callable[[], str]:
+    def read() -> str:
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise _AssertionFileError(
+                f"cannot read federated token file {str(path)!r}: {exc.strerror}"
+            ) from None
+        if not value:
+            raise _AssertionFileError(f"federated token file {str(path)!r} is empty")
+        return value
+
+    return read
+
+
+def msal_proxies(proxy_url: str | None, authority: str) -> dict[str, str]:
+    """Proxies for MSAL's session: the configured URL, else the environment's (honouring NO_PROXY)."""
+    if proxy_url:
+        return {"https": proxy_url, "http": proxy_url}
+    proxies: dict[str, str] = requests.utils.get_environ_proxies(authority)
+    return {k: v for k, v in proxies.items() if k in ("http", "https")}
+
+
+class ClientCredential:
+    """Acquires app-only tokens for one (tenant, app, scope)."""
+
+    def __init__(
+        self,
+        cfg: GraphSecuritySourceConfig,
+        clock: Clock,
+        *,
+        cooldown_base_secs: float | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.tenant_id = cfg.tenant_id
+        self.client_id = cfg.client_id
+        self.endpoints = endpoints_for(cfg)
+        self._clock = clock
+        self._app: Any = None
+        self._lock = asyncio.Lock()
+        self._current: str | None = None
+        self._failures = 0
+        self._failed_until = 0.0
+        self._last_error: AuthError | None = None
+        self._cooldown_base = cooldown_base_secs if cooldown_base_secs is not None else cfg.backoff_base_secs
+        self._rng = random.Random()
+        #: Token requests that reached MSAL (for metrics/tests; MSAL may still answer from its cache).
+        self.attempts = 0
+
+    def _build(self) -> Any:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.cfg.ca_bundle) if self.cfg.ca_bundle else True
+        proxy = self.cfg.proxy_url.get_secret_value() if self.cfg.proxy_url else None
+        session.proxies.update(msal_proxies(proxy, self.endpoints.authority))
+        return msal.ConfidentialClientApplication(
+            self.client_id,
+            authority=self.endpoints.authority,
+            client_credential=msal_client_credential(self.cfg),
+            http_client=session,
+            instance_discovery=not self.endpoints.custom,
+            timeout=self.cfg.request_timeout_secs,
+        )
+
+    def _acquire(self, drop: bool) -> dict[str, Any]:
+        if self._app is None:
+            self._app = self._build()
+        if drop:
+            self._app.remove_tokens_for_client()
+        result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self.endpoints.scope])
+        return result
+
+    def retry_in(self) -> float:
+        """Seconds left of the cool-down after a rejected credential (0 when none)."""
+        return max(0.0, self._failed_until - self._clock.monotonic())
+
+    async def token(self, stale: str | None = None) -> str:
+        """Return a bearer token; with ``stale`` (a token Graph answered 401 to), a fresh one.
+
+        Raises ``AuthError`` (credentials rejected, consent missing, unreadable key or token file;
+        also during the cool-down that follows) or ``TransientSourceError`` (endpoint unavailable).
+        """
+        async with self._lock:
+            if self._last_error is not None and self.retry_in() > 0:
+                raise self._last_error
+            drop = stale is not None and stale == self._current
+            self.attempts += 1
+            try:
+                result = await asyncio.to_thread(self._acquire, drop)
+            except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
+                # MSAL raises on token-endpoint 5xx (and replays that error ~5 s); requests on network errors.
+                raise TransientSourceError(f"token endpoint unavailable: {type(exc).__name__}") from None
+            except (_AssertionFileError, OSError, ValueError, TypeError) as exc:
+                # Unreadable key/PFX/token file, wrong passphrase, malformed PEM or discovery document.
+                self._app = None
+                raise self._reject("credential_unusable", _describe(exc)) from None
+            token = result.get("access_token")
+            if isinstance(token, str) and token:
+                if self._failures:
+                    log.info("Token acquired again.", extra={"tenant": self.tenant_id, "app": self.client_id})
+                self._failures = 0
+                self._last_error = None
+                self._current = token
+                return token
+            error = str(result.get("error", "unknown_error"))
+            codes = _AADSTS.findall(str(result.get("error_description", "")))
+            raise self._reject(error, codes[0] if codes else "no AADSTS code")
+
+    def _reject(self, error: str, detail: str) -> AuthError:
+        self._failures += 1
+        cap = self.cfg.error_backoff_max_secs
+        delay = min(cap, self._cooldown_base * 2 ** min(self._failures - 1, 20))
+        delay = self._rng.uniform(delay / 2, delay)
+        self._failed_until = self._clock.monotonic() + delay
+        message = f"token request for tenant {self.tenant_id} app {self.client_id} failed: {error} ({detail})"
+        self._last_error = AuthError(message)
+        log.error(
+            "Token request rejected; backing off.",
+            extra={
+                "tenant": self.tenant_id,
+                "app": self.client_id,
+                "error": f"{error} ({detail})",
+                "retry_in_secs": round(delay, 2),
+            },
+        )
+        return self._last_error
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _AssertionFileError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        name = f" {exc.filename!r}" if exc.filename else ""
+        return f"cannot read{name}: {exc.strerror}"
+    # ValueError/TypeError texts from cryptography/MSAL describe the format, not the key material.
+    return f"{type(exc).__name__}: {str(exc)[:160]}"

@@ -1,0 +1,55 @@
+"""Fixtures for the Graph source tests: simulators over HTTPS on 127.0.0.1 and the harness."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from agent.simulator.server import GraphSimulator, server_ssl_context
+from agent.simulator.tls import TlsFiles
+from tests.graph.harness import Harness
+
+SimFactory = Callable[..., Awaitable[GraphSimulator]]
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to 127.0.0.1 only; a proxy in the CI environment must not interfere."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def make_sim(tls_files: TlsFiles) -> AsyncIterator[SimFactory]:
+    """Start simulators (one per tenant) and stop them all afterwards."""
+    started: list[GraphSimulator] = []
+
+    async def factory(**kwargs: object) -> GraphSimulator:
+        sim = GraphSimulator(**kwargs)  # type: ignore[arg-type]
+        await sim.start(server_ssl_context(str(tls_files.cert), str(tls_files.key)))
+        started.append(sim)
+        return sim
+
+    try:
+        yield factory
+    finally:
+        for sim in started:
+            await sim.stop()
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, make_sim: SimFactory) -> AsyncIterator[Harness]:
+    """A harness whose sources are stopped at teardown (before the simulators stop)."""
+    h = Harness(tmp_path / "state")
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+@pytest.fixture
+def ca(tls_files: TlsFiles) -> Path:
+    """The throwaway CA that signed the simulator's certificate."""
+    return tls_files.ca_cert

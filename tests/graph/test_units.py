@@ -1,0 +1,205 @@
+"""Unit tests: the rate budget on a virtual clock, Retry-After parsing, tick arithmetic, configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agent.sources.config import GraphSecuritySourceConfig, duplicate_apps
+from agent.sources.graph.budget import RateBudget
+from agent.sources.graph.client import parse_retry_after
+from agent.sources.graph.poller import from_ticks, to_ticks
+from agent.sources.graph.source import GraphSecuritySource
+
+
+class VirtualClock:
+    """A clock whose sleeps advance virtual time instantly, in wake-up order."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._n = 0
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 27, tzinfo=UTC) + timedelta(seconds=self.t)
+
+    def monotonic(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._n += 1
+        heapq.heappush(self._sleepers, (self.t + max(0.0, seconds), self._n, fut))
+        await fut
+
+    async def run_until(self, end: float) -> None:
+        """Advance time, waking sleepers in order, until ``end`` (bounded)."""
+        for _ in range(1_000_000):
+            for _ in range(20):
+                await asyncio.sleep(0)  # let woken tasks run up to their next sleep
+            if not self._sleepers or self._sleepers[0][0] > end:
+                self.t = end
+                return
+            when, _, fut = heapq.heappop(self._sleepers)
+            self.t = max(self.t, when)
+            if not fut.done():
+                fut.set_result(None)
+        raise AssertionError("virtual clock did not settle")
+
+
+class TestRateBudget:
+    async def test_no_sixty_second_window_exceeds_the_limit(self) -> None:
+        """Five greedy streams for ten virtual minutes: every 60 s window holds at most requests_per_minute."""
+        clock = VirtualClock()
+        budget = RateBudget(150, clock)
+        grants: list[float] = []
+
+        async def stream() -> None:
+            while True:
+                await budget.acquire()
+                grants.append(clock.monotonic())
+
+        tasks = [asyncio.create_task(stream()) for _ in range(5)]
+        await clock.run_until(clock.t + 600)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert len(grants) > 1200  # the budget is used, not starved
+        for i, start in enumerate(grants):
+            in_window = sum(1 for g in grants[i:] if g < start + 60)
+            assert in_window <= 150
+
+    async def test_retry_after_blocks_every_caller_until_it_passes(self) -> None:
+        """After block_for(7.5), no grant happens earlier than 7.5 s later, for any caller."""
+        clock = VirtualClock()
+        budget = RateBudget(6000, clock)
+        grants: list[float] = []
+        blocked_at = clock.t
+        budget.block_for(7.5)
+
+        async def one() -> None:
+            await budget.acquire()
+            grants.append(clock.monotonic())
+
+        tasks = [asyncio.create_task(one()) for _ in range(3)]
+        await clock.run_until(clock.t + 20)
+        await asyncio.gather(*tasks)
+        assert grants and min(grants) >= blocked_at + 7.5
+
+    def test_small_budgets_still_allow_one_request(self) -> None:
+        """requests_per_minute = 1 has a burst of one."""
+        assert RateBudget(1, VirtualClock()).burst == 1.0
+
+
+class TestRetryAfter:
+    @pytest.mark.parametrize(("value", "expected"), [("10", 10.0), ("2.128", 2.128), ("0", 0.0), ("-3", 0.0)])
+    def test_seconds(self, value: str, expected: float) -> None:
+        """Whole or fractional seconds (Graph's docs show both 10 and 2.128)."""
+        assert parse_retry_after(value, VirtualClock(), 99.0) == expected
+
+    def test_http_date(self) -> None:
+        """An HTTP-date is the time left until then."""
+        clock = VirtualClock()
+        when = (clock.now() + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        assert parse_retry_after(when, clock, 99.0) == pytest.approx(30, abs=1)
+
+    @pytest.mark.parametrize("value", [None, "", "soon", "nan", "inf"])
+    def test_missing_or_bad_uses_the_default(self, value: str | None) -> None:
+        """No usable header: the default (exponential backoff territory)."""
+        assert parse_retry_after(value, VirtualClock(), 10.0) == 10.0
+
+
+class TestTicks:
+    def test_round_trip_keeps_seven_digits(self) -> None:
+        """100-ns ticks round-trip Graph's 7-digit timestamps exactly."""
+        ts = "2026-11-27T10:00:01.1234567Z"
+        assert from_ticks(to_ticks(ts)) == ts
+        assert from_ticks(to_ticks(ts) + 1) == "2026-11-27T10:00:01.1234568Z"
+
+    def test_shorter_fractions_and_offsets(self) -> None:
+        """Fewer digits and +00:00 zones order like the instant they name."""
+        assert to_ticks("2026-11-27T10:00:01Z") == to_ticks("2026-11-27T10:00:01.0000000+00:00")
+        assert to_ticks("2026-11-27T10:00:01.5Z") - to_ticks("2026-11-27T10:00:01Z") == 5_000_000
+
+
+def table(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {"type": "graph_security", "name": "t", "tenant_id": "t1", "client_id": "c"}
+    base.update(kw)
+    return base
+
+
+class TestConfig:
+    def test_client_secret_is_the_simple_form(self) -> None:
+        """client_secret alone is valid and prints masked."""
+        cfg = GraphSecuritySourceConfig(**table(client_secret="s3cr3t-value"))  # type: ignore[arg-type]
+        assert "s3cr3t-value" not in repr(cfg)
+
+    def test_exactly_one_credential(self) -> None:
+        """Neither or both of client_secret and credential is an error."""
+        with pytest.raises(ValidationError, match="exactly one"):
+            GraphSecuritySourceConfig(**table())  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="exactly one"):
+            GraphSecuritySourceConfig(
+                **table(client_secret="a", credential={"type": "secret", "value": "b"})  # type: ignore[arg-type]
+            )
+
+    def test_workload_identity_defaults_to_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """token_file defaults to AZURE_FEDERATED_TOKEN_FILE; without either it is an error."""
+        monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+        cfg = GraphSecuritySourceConfig(**table(credential={"type": "workload_identity"}))  # type: ignore[arg-type]
+        assert cfg.credential is not None and cfg.credential.type == "workload_identity"
+        assert cfg.credential.token_file == tmp_path / "token"
+        monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE")
+        with pytest.raises(ValidationError, match="AZURE_FEDERATED_TOKEN_FILE"):
+            GraphSecuritySourceConfig(**table(credential={"type": "workload_identity"}))  # type: ignore[arg-type]
+
+    def test_certificate_files_are_checked(self, tmp_path: Path) -> None:
+        """A missing key file, or a key file without certificate or thumbprint, is a config error."""
+        with pytest.raises(ValidationError, match="not a readable file"):
+            GraphSecuritySourceConfig(
+                **table(credential={"type": "certificate", "private_key_path": str(tmp_path / "nope")})  # type: ignore[arg-type]
+            )
+        key = tmp_path / "k.pem"
+        key.write_text("-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n")
+        with pytest.raises(ValidationError, match="no certificate"):
+            GraphSecuritySourceConfig(
+                **table(credential={"type": "certificate", "private_key_path": str(key)})  # type: ignore[arg-type]
+            )
+
+    def test_unknown_keys_and_bad_service_sources_are_rejected(self) -> None:
+        """extra=forbid, and serviceSource names are identifiers."""
+        with pytest.raises(ValidationError):
+            GraphSecuritySourceConfig(**table(client_secret="s", polling_interval=5))  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="serviceSource"):
+            GraphSecuritySourceConfig(**table(client_secret="s", service_sources=["x' or 1 eq 1"]))  # type: ignore[arg-type]
+
+    def test_duplicate_apps_are_reported(self) -> None:
+        """Two sources for one tenant and app would each spend a full budget: reported by name."""
+        a = GraphSecuritySourceConfig(**table(name="a", client_secret="s"))  # type: ignore[arg-type]
+        b = GraphSecuritySourceConfig(**table(name="b", client_secret="s", tenant_id="T1"))  # type: ignore[arg-type]
+        c = GraphSecuritySourceConfig(**table(name="c", client_secret="s", tenant_id="t2"))  # type: ignore[arg-type]
+        assert duplicate_apps([a, b, c]) == ["b (same tenant and app as a)"]
+
+    def test_streams_per_service_source_and_incidents(self) -> None:
+        """One stream per serviceSource (or one for all), plus incidents when enabled."""
+        cfg = GraphSecuritySourceConfig(
+            **table(
+                client_secret="s",
+                service_sources=["microsoftSentinel", "microsoftDefenderForEndpoint"],  # type: ignore[arg-type]
+                incidents=True,
+            )
+        )
+        assert GraphSecuritySource(cfg).stream_ids() == [
+            "t/alerts_v2/microsoftSentinel",
+            "t/alerts_v2/microsoftDefenderForEndpoint",
+            "t/incidents/all",
+        ]
+        plain = GraphSecuritySourceConfig(**table(client_secret="s"))  # type: ignore[arg-type]
+        assert GraphSecuritySource(plain).stream_ids() == ["t/alerts_v2/all"]
