@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -35,6 +36,7 @@ from agent.pipeline.runner import SinkRunner
 from agent.sdnotify import Notifier
 from agent.sinks import Sink, SinkContext, build_sink
 from agent.sources import Source, SourceContext, Stopping, build_source
+from agent.statelock import StateLock
 from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_FORCED = 130
+#: The checkpoint cannot be written (same code as an unreadable one at startup, EX_IOERR).
+EXIT_STATE = 74
 
 
 @dataclass
@@ -61,12 +65,25 @@ class Agent:
     #: Sinks to use instead of building them from config, by sink name (embedding and tests).
     sink_overrides: dict[str, Sink] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
+    #: Sources to run instead of building them from config (``backfill``, embedding and tests).
+    source_overrides: list[Source] | None = None
+    #: Checkpoint to use instead of ``<state_dir>/<name>.checkpoint.json`` (``backfill``: in memory).
+    checkpoint: CheckpointStore | None = None
+    #: Exit once every source has returned and every queued batch was delivered (``backfill``).
+    one_shot: bool = False
+    #: Hold ``<state_dir>/<name>.lock`` while running (one writer per checkpoint).
+    lock_state: bool = True
+    #: Called on SIGHUP after the sinks reopened their files (e.g. the log file).
+    reopen_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.metrics = AgentMetrics(self.registry)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
-        self.store = CheckpointStore(self.settings.state_dir, self.settings.name, lambda: now_str(self.clock))
+        self.store = self.checkpoint or CheckpointStore(
+            self.settings.state_dir, self.settings.name, lambda: now_str(self.clock)
+        )
+        self.metrics.add_refresher(self.refresh_lag)
         self.acks = AckTracker(self._on_commit)
         self.lanes: list[_Lane] = []
         self.sources: list[Source] = []
@@ -79,11 +96,19 @@ class Agent:
 
     def _on_commit(self, stream: str, commit: Commit) -> None:
         self.store.apply(stream, commit)
+        self._set_lag(stream)
+        self._dirty.set()
+
+    def _set_lag(self, stream: str) -> None:
         cursor = self.store.streams[stream].cursor
         if cursor is not None:
             lag = (self.clock.now() - parse(cursor)).total_seconds()
             self.metrics.checkpoint_lag.labels(stream).set(lag)
-        self._dirty.set()
+
+    def refresh_lag(self) -> None:
+        """Checkpoint lag of every stream as of now (it grows while nothing is committed)."""
+        for stream in list(self.store.streams):
+            self._set_lag(stream)
 
     async def _emit(self, batch: Batch) -> None:
         self.acks.register(batch, len(self.lanes) if batch.alerts else 0)
@@ -124,7 +149,10 @@ class Agent:
             )
             self.health.sink_state(cfg.name, False)
             self.lanes.append(_Lane(sink, queue, runner))
-        self.sources = [build_source(cfg) for cfg in s.sources]
+        if self.source_overrides is not None:
+            self.sources = list(self.source_overrides)
+        else:
+            self.sources = [build_source(cfg) for cfg in s.sources]
 
     def _truncate_hook(self, sink: str) -> Callable[[str], None]:
         counter = self.metrics.truncated
@@ -149,9 +177,11 @@ class Agent:
         loop.add_signal_handler(signal.SIGHUP, self.reopen)
 
     def reopen(self) -> None:
-        """SIGHUP: reopen file sinks (logrotate)."""
+        """SIGHUP: reopen file sinks and the log file (logrotate)."""
         for lane in self.lanes:
             lane.sink.reopen()
+        for hook in self.reopen_hooks:
+            hook()
         log.info("Reopened files.")
 
     async def _checkpoint_writer(self) -> None:
@@ -178,12 +208,29 @@ class Agent:
         return self.store.load()
 
     async def run(self) -> int:
-        """Run until stopped or a fatal error; return the exit code."""
+        """Run until stopped or a fatal error; return the exit code.
+
+        Raises ``StateError`` when the checkpoint is unreadable or another agent holds the state lock.
+        """
+        lock = StateLock(self.settings.state_dir, self.settings.name) if self.lock_state else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            return await self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def _run(self) -> int:
         state = self.load_state()
         self._build()
         if self.settings.http.enabled:
             self.ops = OpsServer(
-                self.registry, self.health, self.settings.http.address, self.settings.http.port
+                self.registry,
+                self.health,
+                self.settings.http.address,
+                self.settings.http.port,
+                on_scrape=self.metrics.refresh,
             )
             try:
                 port = await self.ops.start()
@@ -207,6 +254,8 @@ class Agent:
         self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
         watchdog = asyncio.create_task(self._watchdog())
         try:
+            if self.one_shot:
+                await self._until_drained(source_tasks, runner_tasks)
             await self.stop.wait()
             self.notifier.stopping()
             return await self._shutdown(source_tasks, runner_tasks, writer)
@@ -221,6 +270,34 @@ class Agent:
                     await src.aclose()
             if self.ops is not None:
                 await self.ops.stop()
+
+    async def _until_drained(
+        self, sources: list[asyncio.Task[None]], runners: list[asyncio.Task[None]]
+    ) -> None:
+        """One-shot mode: once every source returned, close the queues and wait for the runners.
+
+        No deadline: a one-shot run ends when everything was delivered, or on SIGTERM (``stop``).
+        """
+        if await self._all_done_or_stop(sources):
+            for lane in self.lanes:
+                await lane.queue.close()
+            await self._all_done_or_stop(runners)
+        self.stop.set()
+
+    async def _all_done_or_stop(self, tasks: list[asyncio.Task[None]]) -> bool:
+        """Wait until every task is done (``True``) or ``stop`` is set (``False``)."""
+        stopped = asyncio.create_task(self.stop.wait())
+        pending: set[asyncio.Task[Any]] = set(tasks)
+        try:
+            for _ in range(len(tasks) + 1):  # each pass finishes at least one task
+                pending = {t for t in pending if not t.done()}
+                if not pending or self.stop.is_set():
+                    break
+                await asyncio.wait({stopped, *pending}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            await asyncio.gather(stopped, return_exceptions=True)
+        return not self.stop.is_set()
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 while the event loop runs (systemd restarts a hung agent)."""
@@ -282,4 +359,6 @@ class Agent:
                 self._fatal = self._fatal or exc
         if self.force.is_set():
             return EXIT_FORCED
+        if isinstance(self._fatal, StateError):
+            return EXIT_STATE
         return EXIT_FAILURE if self._fatal is not None else EXIT_OK

@@ -15,13 +15,19 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from agent import __version__
 from agent.app import Agent
 from agent.checkpoint import CheckpointStore
 from agent.clock import SystemClock, now_str
+from agent.commands import checkpoints
+from agent.commands.backfill import backfill, parse_instant, summary
+from agent.commands.connectivity import check_all
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import configure
@@ -54,6 +60,35 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a configuration", description="Validate a configuration file."
     )
     val.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    val.add_argument(
+        "--check-connectivity",
+        action="store_true",
+        help="also acquire a Graph token, read one alert ($top=1) per source and open every sink; "
+        "exit 1 if any fails",
+    )
+
+    bf = sub.add_parser(
+        "backfill",
+        help="replay a time window to the sinks once",
+        description="Read the window [--since, --until) of every configured source and deliver it to the "
+        "configured sinks through the normal pipeline; exits when everything was delivered. The live "
+        "checkpoint is neither read nor written.",
+    )
+    bf.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    bf.add_argument("--since", required=True, help="window start, ISO 8601 (UTC if no zone), inclusive")
+    bf.add_argument("--until", help="window end, ISO 8601, exclusive (default: now)")
+
+    ck = sub.add_parser("checkpoint", help="show or reset the checkpoint", description="Inspect or reset.")
+    ck_sub = ck.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ck_show = ck_sub.add_parser("show", help="print cursor, seen count and lag per stream")
+    ck_show.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    ck_show.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ck_reset = ck_sub.add_parser(
+        "reset",
+        help="move the checkpoint aside, or remove one stream (refused while the agent runs)",
+    )
+    ck_reset.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    ck_reset.add_argument("--stream", help="remove only this stream (e.g. contoso/alerts_v2/all)")
 
     demo = sub.add_parser(
         "demo",
@@ -80,11 +115,73 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _print_problems(exc.problems)
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    if not args.check_connectivity:
+        return 0
+    configure("warning", "auto")
+    checks = asyncio.run(check_all(settings, SystemClock()))
+    for check in checks:
+        print(check.line())
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    try:
+        since = parse_instant(args.since)
+        until = parse_instant(args.until) if args.until else now_str(SystemClock())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure(settings.log.level, settings.log.format, path=settings.log.path)
+    progress = sys.stderr if sys.stderr.isatty() else None
+
+    async def go() -> tuple[int, Agent]:
+        return await backfill(settings, since, until, progress=progress, on_agent=_signals)
+
+    try:
+        code, agent = asyncio.run(go())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    print(f"backfill {since} .. {until}: {'done' if code == 0 else 'FAILED'}")
+    for line in summary(agent):
+        print(line)
+    return code
+
+
+def _signals(agent: Agent) -> None:
+    agent.install_signal_handlers()
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return EXIT_CONFIG
+    clock = SystemClock()
+    try:
+        if args.action == "show":
+            report = checkpoints.show(settings.state_dir, settings.name, clock)
+            text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
+            sys.stdout.write(text if args.json else checkpoints.render(report))
+        else:
+            print(checkpoints.reset(settings.state_dir, settings.name, clock, args.stream))
+    except StateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
     return 0
 
 
-async def _run_agent(settings: AgentSettings) -> int:
-    agent = Agent(settings)
+async def _run_agent(settings: AgentSettings, reopen_log: Callable[[], None]) -> int:
+    agent = Agent(settings, reopen_hooks=[reopen_log])
     agent.install_signal_handlers()
     return await agent.run()
 
@@ -95,7 +192,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_problems(exc.problems)
         return EXIT_CONFIG
-    configure(settings.log.level, settings.log.format)
+    try:
+        reopen_log = configure(settings.log.level, settings.log.format, path=settings.log.path)
+    except OSError as exc:
+        print(f"log.path: cannot open {settings.log.path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.reset_checkpoint:
         store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
         try:
@@ -106,7 +207,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if moved is not None:
             print(f"checkpoint moved aside to {moved}", file=sys.stderr)
     try:
-        return asyncio.run(_run_agent(settings))
+        return asyncio.run(_run_agent(settings, reopen_log))
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STATE
@@ -178,7 +279,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``siem-agent`` console script."""
     args = _parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "validate": _cmd_validate, "demo": _cmd_demo}
+    handlers = {
+        "run": _cmd_run,
+        "validate": _cmd_validate,
+        "demo": _cmd_demo,
+        "backfill": _cmd_backfill,
+        "checkpoint": _cmd_checkpoint,
+    }
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

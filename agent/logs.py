@@ -1,6 +1,8 @@
 """Logging setup (called from the CLI only): JSON lines off a TTY, readable key=value text on one.
 
-Components log with ``extra={...}`` key/value fields. Values are rendered with ``str``; secrets never
+Components log with ``extra={...}`` key/value fields. With ``log.path`` set, lines go to that file
+instead of stderr (always JSON unless ``format = "text"``), and ``reopen`` (SIGHUP) reopens it after
+logrotate moved it. Values are rendered with ``str``; secrets never
 reach a log call because configuration keeps them as ``SecretStr`` (which renders as ``**********``).
 """
 
@@ -8,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
@@ -48,8 +52,13 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+#: Fields that say *what* failed: the same message about another sink or stream is not a repeat.
+_IDENTITY = ("error", "sink", "stream", "source", "tenant", "component")
+
+
 class RepeatFilter(logging.Filter):
-    """Rate-limits identical messages: the same (logger, message, error) at most once per ``window`` secs."""
+    """Rate-limits identical warnings and errors: the same (logger, message, error, sink, stream, source,
+    tenant, component) at most once per ``window`` seconds. Info and debug lines always pass."""
 
     def __init__(self, window_secs: float = 60.0) -> None:
         super().__init__()
@@ -62,7 +71,7 @@ class RepeatFilter(logging.Filter):
         key = (
             record.name,
             record.msg if isinstance(record.msg, str) else "",
-            str(getattr(record, "error", "")),
+            "|".join(str(getattr(record, f, "")) for f in _IDENTITY),
         )
         last = self._last.get(key)
         if last is not None and record.created - last < self.window:
@@ -73,11 +82,40 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
-    """Install the root handler. ``fmt``: ``auto`` (text on a TTY, else JSON), ``json`` or ``text``."""
+class ReopeningFileHandler(logging.FileHandler):
+    """Appends to a file (mode 0640 via umask of the service); ``reopen`` switches to a fresh file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=False)
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old, self.stream = self.stream, self._open()
+            if old is not None:
+                old.close()
+        finally:
+            self.release()
+
+
+def configure(
+    level: str, fmt: str, stream: TextIO | None = None, path: Path | None = None
+) -> Callable[[], None]:
+    """Install the root handler; return the SIGHUP hook that reopens the log file (a no-op without one).
+
+    ``fmt``: ``auto`` (text on a TTY, else JSON), ``json`` or ``text``. Raises ``OSError`` when ``path``
+    cannot be opened.
+    """
     out = stream if stream is not None else sys.stderr
-    use_text = fmt == "text" or (fmt == "auto" and out.isatty())
-    handler = logging.StreamHandler(out)
+    handler: logging.Handler
+    reopen: Callable[[], None] = _nothing
+    if path is not None:
+        file_handler = ReopeningFileHandler(path)
+        handler, reopen = file_handler, file_handler.reopen
+        use_text = fmt == "text"
+    else:
+        handler = logging.StreamHandler(out)
+        use_text = fmt == "text" or (fmt == "auto" and out.isatty())
     handler.setFormatter(TextFormatter() if use_text else JsonFormatter())
     handler.addFilter(RepeatFilter())
     root = logging.getLogger()
@@ -85,3 +123,8 @@ def configure(level: str, fmt: str, stream: TextIO | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("msal", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return reopen
+
+
+def _nothing() -> None:
+    return None

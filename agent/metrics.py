@@ -6,6 +6,8 @@ reason, field) and never carry alert ids or secrets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -21,6 +23,7 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._refreshers: list[Callable[[], None]] = []
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         PlatformCollector(registry=registry)
         p = "siem_agent_"
@@ -160,3 +163,46 @@ class AgentMetrics:
             ["sink", "event"],
             registry=registry,
         )
+        # Delivery windows of the TCP, TLS and RELP sinks (issue #8).
+        self.sink_unacked_events = Gauge(
+            p + "sink_unacknowledged_events",
+            "Messages written on a sink's connection and not yet acknowledged "
+            "(TCP/TLS: by the peer's TCP stack; RELP: by rsp 200).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_unacked_bytes = Gauge(
+            p + "sink_unacknowledged_bytes",
+            "Bytes written on a sink's connection and not yet acknowledged (see the events gauge).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_resent = Counter(
+            p + "sink_resent_events_total",
+            "Messages handed back for re-sending because their connection broke before they were "
+            "acknowledged (each may reach the receiver twice).",
+            ["sink"],
+            registry=registry,
+        )
+        self.sink_reconnects = Counter(
+            p + "sink_reconnects_total",
+            "Connections (RELP: sessions) opened again after the previous one was lost.",
+            ["sink"],
+            registry=registry,
+        )
+        # Operations (issue #6).
+        self.rate_budget_tokens = Gauge(
+            p + "graph_rate_budget_tokens",
+            "Graph requests the tenant's rate budget would grant at once (0 while Retry-After blocks it).",
+            ["tenant"],
+            registry=registry,
+        )
+
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """Register a callable that updates time-dependent gauges; ``refresh`` runs them (before a scrape)."""
+        self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        """Bring time-dependent gauges (checkpoint lag, rate-budget tokens) up to date."""
+        for refresh in self._refreshers:
+            refresh()

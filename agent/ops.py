@@ -7,6 +7,8 @@ body names each stream and sink with its state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -16,8 +18,16 @@ from agent.health import Health
 class OpsServer:
     """Serves metrics and health on one address."""
 
-    def __init__(self, registry: CollectorRegistry, health: Health, host: str, port: int) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        health: Health,
+        host: str,
+        port: int,
+        on_scrape: Callable[[], None] | None = None,
+    ) -> None:
         self._registry = registry
+        self._on_scrape = on_scrape
         self._health = health
         self.host = host
         self.port = port
@@ -48,6 +58,8 @@ class OpsServer:
             await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._on_scrape is not None:
+            self._on_scrape()  # time-dependent gauges (checkpoint lag, rate-budget tokens)
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -24,8 +24,12 @@ class LogConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Lowest level written; repeated identical warnings and errors are written once a minute.
     level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: readable text on a terminal, JSON lines otherwise (and always JSON in ``path``).
     format: Literal["auto", "json", "text"] = "auto"
+    #: Write logs to this file instead of stderr; reopened on SIGHUP (logrotate ``postrotate``).
+    path: Path | None = None
 
 
 class HttpConfig(BaseModel):
@@ -33,9 +37,11 @@ class HttpConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Serve the endpoint at all (``backfill`` never does).
     enabled: bool = True
     #: Loopback by default; set ``0.0.0.0`` or ``::`` deliberately to expose it.
     address: str = "127.0.0.1"
+    #: TCP port; ``0`` picks a free one (logged at startup).
     port: int = Field(default=9464, ge=0, le=65535)
     #: A stream is not ready after this many poll intervals without a complete poll.
     stale_polls: float = Field(default=3.0, gt=0)
@@ -53,6 +59,7 @@ class AgentSettings(BaseSettings):
 
     #: Names this agent's checkpoint file (``<state_dir>/<name>.checkpoint.json``).
     name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Checkpoint, state lock and dead-letter file; must be writable and private to the agent.
     state_dir: Path = Path("/var/lib/siem-agent")
     #: On SIGTERM, how long sinks may drain what is queued before the agent exits anyway.
     shutdown_timeout_secs: float = Field(default=30.0, ge=0)

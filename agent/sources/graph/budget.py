@@ -42,6 +42,15 @@ class RateBudget:
         """Seconds until a Retry-After block ends (0 when not blocked)."""
         return max(0.0, self._blocked_until - self._clock.monotonic())
 
+    def available(self) -> float:
+        """Requests that would be granted at once now (0 while a Retry-After block lasts); read-only."""
+        now = self._clock.monotonic()
+        if now < self._blocked_until:
+            return 0.0
+        tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        in_window = sum(1 for t in self._granted if t > now - WINDOW_SECS)
+        return max(0.0, min(tokens, float(self.limit - in_window)))
+
     def block_for(self, seconds: float) -> None:
         """No request before ``seconds`` from now (a 429's Retry-After)."""
         self._blocked_until = max(self._blocked_until, self._clock.monotonic() + seconds)

@@ -71,6 +71,8 @@ class GraphSecuritySource:
         cfg = self.config
         credential = ClientCredential(cfg, ctx.clock)
         budget = RateBudget(cfg.requests_per_minute, ctx.clock)
+        tokens = ctx.metrics.rate_budget_tokens.labels(cfg.tenant_id)
+        ctx.metrics.add_refresher(lambda: tokens.set(budget.available()))
         self._client = client = GraphClient(cfg, credential, budget, ctx.metrics, ctx.clock)
         log.info(
             "Graph source started.",

@@ -1,0 +1,1 @@
+"""Subcommands beyond ``run``: connectivity checks, backfill, checkpoint inspection and reset."""
