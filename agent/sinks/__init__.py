@@ -9,6 +9,7 @@ from agent.sinks.base import SendResult, Sink, SinkContext, SinkFactory
 from agent.sinks.config import SinkConfig
 from agent.sinks.file import FileSink
 from agent.sinks.http import ElasticsearchSink, HttpSink, LogsIngestionSink, SplunkHecSink
+from agent.sinks.relp import RelpSink
 from agent.sinks.stdout import StdoutSink
 from agent.sinks.tcp import TcpSink
 from agent.sinks.udp import UdpSink
@@ -17,6 +18,7 @@ SINKS: dict[str, SinkFactory] = {
     "stdout": StdoutSink,
     "file": FileSink,
     "tcp": TcpSink,
+    "relp": RelpSink,
     "udp": UdpSink,
     "splunk_hec": SplunkHecSink,
     "elasticsearch": ElasticsearchSink,

@@ -101,6 +101,18 @@ class TcpSinkConfig(_Socket):
     tls: TlsConfig | None = None
 
 
+class RelpSinkConfig(_Socket):
+    """Syslog over RELP (rsyslog's Reliable Event Logging Protocol, librelp), plain or with ``tls``."""
+
+    type: Literal["relp"]
+    #: Transactions sent and not yet answered by ``rsp`` (librelp's own default is 128). A broken
+    #: session can duplicate at most this many messages.
+    window: int = Field(default=128, ge=1, le=65_536)
+    #: Bound on one send: writing the batch and receiving every message's ``rsp``.
+    timeout_secs: float = Field(default=30.0, gt=0)
+    tls: TlsConfig | None = None
+
+
 class UdpSinkConfig(_Socket):
     """Syslog over UDP (RFC 5426): one message per datagram, never split, no acknowledgement."""
 
@@ -215,6 +227,7 @@ SinkConfig = Annotated[
     StdoutSinkConfig
     | FileSinkConfig
     | TcpSinkConfig
+    | RelpSinkConfig
     | UdpSinkConfig
     | SplunkHecSinkConfig
     | ElasticsearchSinkConfig

@@ -8,19 +8,27 @@ is one JSON object per line in the receiver's output file; :meth:`Receiver.wait_
 Install the daemons with ``bash tests/receivers/install.sh`` (root). A missing binary FAILS the
 fixture with that instruction: these tests are never skipped.
 
-Ports (``Receiver.ports``): rsyslog ``tcp`` (octet counting and LF framing), ``tls``, ``udp``;
+Ports (``Receiver.ports``): rsyslog ``tcp`` (octet counting and LF framing), ``tls``, ``udp``,
+``relp`` and ``relp_tls`` (imrelp; no asynchronous queue, so "acknowledged" means "written";
+``relp_tls`` requires a client certificate: ``Receiver.client_cert``);
 syslog-ng ``tcp`` (RFC 5424, octet counting), ``tls``, ``udp`` (RFC 5424), ``tcp_lf`` (RFC 5424,
 LF framing), ``tcp_bsd`` and ``udp_bsd`` (RFC 3164). ``Receiver.ca_file`` is the CA of the TLS
 ports' certificate (CN/SAN ``localhost`` and ``127.0.0.1``).
+
+Receiver-kill tests start a private receiver (``start_rsyslog``/``start_syslog_ng`` on a
+``tmp_path``), then :meth:`Receiver.kill` and :meth:`Receiver.restart` it on the same ports.
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -45,7 +53,8 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def make_tls(directory: Path) -> Path:
-    """Write a throwaway CA and a ``localhost`` server certificate; return the CA file."""
+    """Write a throwaway CA, a ``localhost`` server certificate and a client certificate
+    (``client.pem``/``client.key``); return the CA file."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,7 +100,27 @@ def make_tls(directory: Path) -> Path:
         )
         .sign(ca_key, hashes.SHA256())
     )
+    # A client certificate from the same CA, for mutual TLS (imrelp asks every TLS client for one).
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "siem-agent test client")]))
+        .issuer_name(ca_name)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
+    (directory / "client.pem").write_bytes(client.public_bytes(pem))
+    (directory / "client.key").write_bytes(
+        client_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
     (directory / "server.pem").write_bytes(cert.public_bytes(pem))
     (directory / "server.key").write_bytes(
@@ -109,10 +138,19 @@ class Receiver:
     ports: dict[str, int]
     ca_file: Path
     process: subprocess.Popen[bytes] | None = None
+    #: How to start the daemon again (``restart``): its command line, environment, TCP ports.
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    tcp_ports: list[int] = field(default_factory=list)
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.log = self.workdir / "daemon.log"
+
+    @property
+    def client_cert(self) -> tuple[Path, Path]:
+        """A client certificate and key the TLS ports accept (issued by ``ca_file``)."""
+        return self.ca_file.parent / "client.pem", self.ca_file.parent / "client.key"
 
     @property
     def output(self) -> Path:
@@ -125,6 +163,20 @@ class Receiver:
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in data.split(b"\n")[:-1]]
+
+    def id_counts(self, pattern: re.Pattern[bytes]) -> collections.Counter[str]:
+        """How many records (output lines) name each match of ``pattern``, counted once per line.
+
+        Raw bytes, not JSON: after a SIGKILL the output may end in a torn line, which the next
+        record completes; an id is counted only if it is whole in the output.
+        """
+        try:
+            data = self.output.read_bytes()
+        except FileNotFoundError:
+            return collections.Counter()
+        return collections.Counter(
+            m.decode() for line in data.split(b"\n") for m in set(pattern.findall(line))
+        )
 
     def mark(self) -> int:
         """The number of records so far: pass it to :meth:`wait_for` to see only later ones."""
@@ -152,6 +204,30 @@ class Receiver:
                 )
             time.sleep(delay)  # polling interval, not synchronisation: the loop checks the output
             delay = min(delay * 2, 0.1)
+
+    def spawn(self) -> None:
+        """Start the daemon (its log is appended to) and wait until its TCP ports listen."""
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log, env=self.env)
+        _wait_listening(self, self.tcp_ports)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the daemon reads nothing more; its kernel keeps accepting (and TCP-acking) data."""
+        assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` and wait (bounded) for the daemon to exit."""
+        assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
+        self.process.send_signal(sig)
+        if sig != signal.SIGKILL:
+            self.process.send_signal(signal.SIGCONT)  # a frozen daemon must run to handle it
+        self.process.wait(timeout=15)
+
+    def restart(self) -> None:
+        """Start the daemon again after :meth:`kill`, with the same configuration and ports."""
+        assert self.process is None or self.process.poll() is not None, f"{self.name} still runs"
+        self.spawn()
 
     def stop(self) -> None:
         """Terminate the daemon and wait for it (bounded), killing it if it does not exit."""
@@ -212,26 +288,36 @@ def _wait_udp(receiver: Receiver, port: int, probe: bytes) -> None:
 def start_rsyslog(workdir: Path) -> Receiver:
     """Start rsyslogd on free ports in ``workdir``."""
     binary = shutil.which("rsyslogd", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
-    if binary is None or not list(Path("/usr/lib").glob("*/rsyslog/mmnormalize.so")):
-        pytest.fail(f"rsyslogd (with mmnormalize) is not installed: {INSTALL_HINT}")
+    modules = [m for m in ("mmnormalize", "imrelp") if not list(Path("/usr/lib").glob(f"*/rsyslog/{m}.so"))]
+    if binary is None or modules:
+        pytest.fail(f"rsyslogd (with mmnormalize and imrelp) is not installed: {INSTALL_HINT}")
     (workdir / "work").mkdir(parents=True)
     ca = make_tls(workdir / "tls")
-    ports = {"tcp": free_port(), "tls": free_port(), "udp": free_port(socket.SOCK_DGRAM)}
+    ports = {
+        "tcp": free_port(),
+        "tls": free_port(),
+        "udp": free_port(socket.SOCK_DGRAM),
+        "relp": free_port(),
+        "relp_tls": free_port(),
+    }
     conf = workdir / "rsyslog.conf"
     _render(
         HERE / "rsyslog.conf.in",
         conf,
         {"WORKDIR": str(workdir)} | {f"PORT_{k.upper()}": str(v) for k, v in ports.items()},
     )
-    receiver = Receiver("rsyslog", workdir, ports, ca)
+    receiver = Receiver(
+        "rsyslog",
+        workdir,
+        ports,
+        ca,
+        command=[binary, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")],
+        tcp_ports=[ports["tcp"], ports["tls"], ports["relp"], ports["relp_tls"]],
+    )
     check = subprocess.run([binary, "-N1", "-f", str(conf)], capture_output=True, timeout=30, check=False)
     if check.returncode != 0:
         pytest.fail(f"rsyslog config check failed:\n{check.stderr.decode()[-4000:]}")
-    with receiver.log.open("wb") as log:
-        receiver.process = subprocess.Popen(
-            [binary, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")], stdout=log, stderr=log
-        )
-    _wait_listening(receiver, [ports["tcp"], ports["tls"]])
+    receiver.spawn()
     _wait_udp(receiver, ports["udp"], b"<14>1 - probe probe - probe - ready")
     return receiver
 
@@ -270,10 +356,16 @@ def start_syslog_ng(workdir: Path) -> Receiver:
     check = subprocess.run([*cmd, "-s"], capture_output=True, timeout=30, check=False, env=env)
     if check.returncode != 0:
         pytest.fail(f"syslog-ng config check failed:\n{check.stderr.decode()[-4000:]}")
-    receiver = Receiver("syslog-ng", workdir, ports, ca)
-    with receiver.log.open("wb") as log:
-        receiver.process = subprocess.Popen([*cmd, "-F", "-e"], stdout=log, stderr=log, env=env)
-    _wait_listening(receiver, [ports["tcp"], ports["tls"], ports["tcp_lf"], ports["tcp_bsd"]])
+    receiver = Receiver(
+        "syslog-ng",
+        workdir,
+        ports,
+        ca,
+        command=[*cmd, "-F", "-e"],
+        env=env,
+        tcp_ports=[ports["tcp"], ports["tls"], ports["tcp_lf"], ports["tcp_bsd"]],
+    )
+    receiver.spawn()
     _wait_udp(receiver, ports["udp"], b"<14>1 - probe probe - probe - ready")
     _wait_udp(receiver, ports["udp_bsd"], b"<14>Jan  1 00:00:00 probe probe: ready")
     return receiver

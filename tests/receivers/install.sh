@@ -3,15 +3,16 @@
 #
 #   bash tests/receivers/install.sh        # as root (CI, dev containers); idempotent, quiet when done
 #
-# rsyslog 8.2302 (+ gnutls driver, mmnormalize/liblognorm for CEF) comes from apt. syslog-ng-core
-# 3.38 Conflicts with rsyslog in apt (both provide system-log-daemon), so it is unpacked from its
-# .deb with `apt-get download` + `dpkg -x` into $SIEM_AGENT_SYSLOG_NG_ROOT and run from there.
+# rsyslog 8.2302 (+ gnutls driver, imrelp/librelp 1.11 for RELP, mmnormalize/liblognorm for CEF)
+# comes from apt. syslog-ng-core 3.38 Conflicts with rsyslog in apt (both provide system-log-daemon),
+# so it is unpacked from its .deb with `apt-get download` + `dpkg -x` into $SIEM_AGENT_SYSLOG_NG_ROOT
+# and run from there.
 # No daemon is started: the test fixtures run both receivers in the foreground on loopback.
 set -euo pipefail
 
 SNG_ROOT="${SIEM_AGENT_SYSLOG_NG_ROOT:-/opt/siem-agent-test/syslog-ng}"
 SNG_VERSION="3.38"
-APT_PACKAGES=(rsyslog rsyslog-gnutls liblognorm5 openssl
+APT_PACKAGES=(rsyslog rsyslog-gnutls rsyslog-relp liblognorm5 openssl
               libivykis0 libnet1 libwrap0 libjson-c5 libglib2.0-0 libpcre3 libcap2 libssl3)
 export DEBIAN_FRONTEND=noninteractive
 

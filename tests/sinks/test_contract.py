@@ -29,6 +29,7 @@ from tests.fakes.hec import FakeHec
 from tests.fakes.http import NdjsonReceiver
 from tests.fakes.logs_ingestion import FakeLogsIngestion
 from tests.fakes.osmem import Osmem
+from tests.fakes.relp import RelpReceiver
 from tests.fakes.syslog import TcpReceiver, UdpReceiver
 from tests.sinks.conftest import alert, build, config, events, ids_of
 from tests.support.wait import until
@@ -276,10 +277,44 @@ class HttpHarness(Harness):
         return self.rcv.waiting.is_set()
 
 
+class RelpHarness(Harness):
+    """RELP against the fake server (rsyslog's imrelp cannot be told to reject or hold)."""
+
+    async def setup(self) -> None:
+        self.rcv = RelpReceiver()
+        await self.rcv.start()
+        self.sink = build(
+            {"type": "relp", "host": "127.0.0.1", "port": self.rcv.port, "codec": {"type": "json"},
+             "connect_timeout_secs": 2},
+            self.ctx,
+        )  # fmt: skip
+
+    async def teardown(self) -> None:
+        await self.rcv.stop()
+
+    async def received(self, n: int) -> list[str]:
+        await self.rcv.wait(lambda: len(self.rcv.messages) >= n)
+        return ids_of(self.rcv.messages)
+
+    async def fail_transient(self) -> None:
+        await self.rcv.crash()
+
+    def reject(self) -> None:
+        self.rcv.answer = lambda payload: b"400 refused"  # type: ignore[method-assign]
+
+    def hang(self) -> None:
+        self.rcv.holding = True
+        self.rcv.received.clear()
+
+    def in_flight(self) -> bool:
+        return bool(self.rcv.received)
+
+
 HARNESSES: dict[str, type[Harness]] = {
     "stdout": StdoutHarness,
     "file": FileHarness,
     "tcp": TcpHarness,
+    "relp": RelpHarness,
     "udp": UdpHarness,
     "splunk_hec": HecHarness,
     "elasticsearch": ElasticsearchHarness,
@@ -293,7 +328,7 @@ HANGING = [k for k, h in HARNESSES.items() if h.can_hang]
 def test_every_registered_sink_is_covered() -> None:
     """The suite covers exactly the registry; every receiver-backed HTTP sink has a rejection case."""
     assert set(HARNESSES) == set(SINKS)
-    assert set(REJECTING) == {"splunk_hec", "elasticsearch", "logs_ingestion", "http"}
+    assert set(REJECTING) == {"splunk_hec", "elasticsearch", "logs_ingestion", "http", "relp"}
     assert set(HANGING) == set(SINKS) - {"stdout", "file", "udp"}
 
 

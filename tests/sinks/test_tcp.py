@@ -15,6 +15,7 @@ from agent.sinks import SinkContext
 from tests.fakes.syslog import TcpReceiver
 from tests.fakes.tls import make_client_cert
 from tests.sinks.conftest import RunnerHarness, alert, build, events, ids_of
+from tests.support.wait import until
 
 
 def table(port: int, **over: object) -> dict[str, object]:
@@ -89,6 +90,34 @@ class TestAcknowledgement:
         with pytest.raises(TransientSinkError):
             await sink.send(events(1))
         await sink.aclose()
+
+
+class TestReplayWindow:
+    async def test_peer_reset_resends_only_the_unacknowledged_suffix(
+        self, ctx: SinkContext, metrics: AgentMetrics
+    ) -> None:
+        """Receiver stops reading, its TCP acknowledges part of the batch, then it resets: the sink
+        hands back a suffix (possibly empty: draining its buffer before the reset can let the rest
+        through), and every message before it is in the receiver."""
+        rcv = TcpReceiver(rcvbuf=4096)
+        await rcv.start()
+        sink = build(table(rcv.port, timeout_secs=20), ctx)
+        await sink.start()
+        rcv.pause()
+        evs = events(400, title="p" * 500)
+        task = asyncio.create_task(sink.send(evs))
+        unacked = metrics.sink_unacked_events.labels("test")
+        await until(lambda: 0 < unacked._value.get() < len(evs), what="a partly acknowledged batch")
+        assert metrics.sink_unacked_bytes.labels("test")._value.get() > 0
+        await rcv.crash()  # reads what its TCP acknowledged, then resets
+        result = await asyncio.wait_for(task, 10)
+        first = result.retry[0] if result.retry else len(evs)
+        assert result.retry == list(range(first, len(evs)))
+        assert set(ids_of(rcv.messages)) >= {e.alert["id"] for e in evs[:first]}
+        assert metrics.sink_resent.labels("test")._value.get() == len(evs) - first
+        assert unacked._value.get() == 0
+        await sink.aclose()
+        await rcv.stop()
 
 
 class TestCrashRestart:
