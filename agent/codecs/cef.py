@@ -16,9 +16,23 @@ from __future__ import annotations
 
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import CefCodecConfig
-from agent.codecs.flat import INT, IPV4, IPV6, STR, TIME, Default, Mapper, Part, compile_entries, fit
-from agent.codecs.paths import as_text, compile_path, evidence_index, lookup
-from agent.codecs.text import clean, cut
+from agent.codecs.extract import KEY_END, PAIR, FastExtractor, compile_fast
+from agent.codecs.flat import (
+    INT,
+    IPV4,
+    IPV6,
+    STR,
+    TIME,
+    Converter,
+    Default,
+    Entry,
+    Mapper,
+    Part,
+    compile_entries,
+    fit,
+)
+from agent.codecs.paths import Path, as_text, compile_path, evidence_index, lookup
+from agent.codecs.text import EpochMillis, clean, cut
 from agent.model import Alert
 
 _DEVICE = "evidence[deviceEvidence]"
@@ -122,6 +136,12 @@ _LIMITS: dict[str, int] = (
 )
 _NAME_MAX = 512
 _CLASS_MAX = 1023
+#: Every ASCII control character but LF and CR (which extension values keep, escaped), and DEL.
+_CONTROLS = bytes([*range(0x0A), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+#: Turns the fast path's stand-ins back into ``=`` and the space between pairs.
+_UNMARK = bytes.maketrans(f"{KEY_END}{PAIR}".encode(), b"= ")
+#: A value ending in a space, just before the next key.
+_TRAILING = f" {PAIR}".encode()
 
 
 def escape_value(text: str) -> str:
@@ -177,7 +197,8 @@ class CefSerializer:
             lambda k: _LIMITS.get(k, 1023),
             whole=frozenset({"externalId"}),
         )
-        self._mapper = Mapper(entries, on_truncate, keep_newlines=True)
+        self._mapper = Mapper(entries, on_truncate, keep_newlines=True, converters={TIME: EpochMillis()})
+        self._fast = _fast_extractor(entries, (self._class_id, self._name), self._mapper.converters)
 
     def encode(self, alert: Alert) -> bytes:
         """Return the CEF message; raises ``EncodeError`` only if it cannot fit ``max_message_bytes``."""
@@ -185,6 +206,53 @@ class CefSerializer:
 
     def encode_within(self, alert: Alert, max_bytes: int) -> bytes:
         """Return the CEF message, truncating the biggest fields so it is at most ``max_bytes``."""
+        out = self._encode_fast(alert) if self._fast is not None else None
+        if out is not None and len(out) <= max_bytes:
+            return out
+        return self.encode_reference(alert, max_bytes)
+
+    def _encode_fast(self, alert: Alert) -> bytes | None:
+        """The message when nothing needs cleaning, cutting or fitting, else ``None`` (no hook called).
+
+        All values are joined once: one C-level pass checks for control characters, the escapes run
+        over the whole extension, and one ``bytes.translate`` restores the ``=`` and spaces that the
+        keys carry as stand-ins (the check guarantees no value contains a stand-in).
+        """
+        got = self._fast(alert)  # type: ignore[misc]
+        if got is None:
+            return None
+        pairs, values, (class_id, name) = got
+        if values.isascii():
+            raw = values.encode()
+            if len(raw.translate(None, _CONTROLS)) != len(raw):
+                return None
+        elif not values.isprintable():
+            return None
+        if len(class_id) > _CLASS_MAX or len(name) > _NAME_MAX or not (class_id + name).isprintable():
+            return None
+        # Bytes from here: memchr-fast searches, and UTF-8 never hides an ASCII byte in a sequence.
+        ext = pairs.encode()
+        if _TRAILING in ext or ext[-1:] == b" ":  # a value with trailing spaces: the general path trims
+            return None
+        if b"\\" in ext:
+            ext = ext.replace(b"\\", b"\\\\")
+        if b"=" in ext:
+            ext = ext.replace(b"=", b"\\=")
+        if b"\n" in ext:
+            ext = ext.replace(b"\n", b"\\n")
+        if b"\r" in ext:
+            ext = ext.replace(b"\r", b"\\r")
+        severity = alert.get("severity")
+        severity = (
+            self._severity.get(severity, self._default_severity)
+            if isinstance(severity, str)
+            else self._default_severity
+        )
+        head = f"{self._prefix}{escape_header(class_id)}|{escape_header(name)}|{severity}|".encode()
+        return head + ext[1:].translate(_UNMARK)
+
+    def encode_reference(self, alert: Alert, max_bytes: int) -> bytes:
+        """The general path (cleaning, cutting, fitting); the fast path must equal it where it applies."""
         hook = self._hook
         index = evidence_index(alert) if self._header_index else None
         class_id = _header_text(
@@ -227,3 +295,19 @@ class CefSerializer:
 
 def _text(value: object) -> str:
     return as_text(value) or ""
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` passes the value checks unchanged (so it can be baked into the fast path)."""
+    return bool(text) and text.isprintable() and escape_value(text) == text and not text.endswith(" ")
+
+
+def _fast_extractor(
+    entries: tuple[Entry, ...], headers: tuple[tuple[Path, ...], ...], converters: dict[int, Converter]
+) -> FastExtractor | None:
+    """The fast extractor, or ``None`` when a constant or label would need the general path."""
+    if not all(_plain(e.constant) for e in entries if e.constant is not None):
+        return None
+    if not all(_plain(e.label[1]) for e in entries if e.label is not None):
+        return None
+    return compile_fast(entries, converters, headers)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from agent.codecs.base import TruncateHook
@@ -69,10 +70,10 @@ def iso(value: Any) -> str | None:
     return value if isinstance(value, str) and epoch_millis(value) is not None else None
 
 
-def _fetch(alt: Path, src: str) -> list[str]:
-    """Lines that set ``x`` from ``src`` following ``alt.keys``."""
-    lines = [f"x = {src}.get({alt.keys[0]!r})"]
-    lines += [f"x = x.get({k!r}) if x.__class__ is dict else None" for k in alt.keys[1:]]
+def _fetch(alt: Path, src: str, var: str = "x") -> list[str]:
+    """Lines that set ``var`` from ``src`` following ``alt.keys``."""
+    lines = [f"{var} = {src}.get({alt.keys[0]!r})"]
+    lines += [f"{var} = {var}.get({k!r}) if {var}.__class__ is dict else None" for k in alt.keys[1:]]
     return lines
 
 
@@ -130,3 +131,149 @@ def compile_extractor(
     exec(compile(_source(entries, names), "<agent.codecs.extract>", "exec"), scope)  # noqa: S102 (see module doc)
     extract: Extractor = scope["extract"]
     return extract
+
+
+#: Stand-ins for ``=`` and the pair separator in the fast path's output: control characters, which
+#: the caller has checked no value contains, so they can be told apart from value text after joining.
+KEY_END, PAIR = "\x01", "\x02"
+
+#: ``(pairs, values, header texts)`` or ``None`` when a value needs cutting (the caller's slow path).
+FastExtractor = Callable[[Alert], tuple[str, str, tuple[str, ...]] | None]
+
+
+def _head_text(value: Any) -> str | None:
+    """:func:`agent.codecs.paths.lookup`'s idea of a value, as text; ``None`` for no value."""
+    if value is None or value == "" or value == []:  # noqa: PLR1714 (one tuple per call costs more)
+        return None
+    return as_text(value) or ""
+
+
+def _text(value: Any) -> str:
+    """The text of a present value (``x or x == 0``), else ``""``: what the extractor keeps."""
+    return (as_text(value) or "") if value or value == 0 else ""
+
+
+def _lookup_lines(alts: tuple[Path, ...], var: str, lists: dict[str, str]) -> list[str]:
+    """Lines setting ``var`` to the text :func:`agent.codecs.paths.lookup` finds over ``alts`` (or ``""``)."""
+    lines = [f"    {var} = None"]
+    for i, alt in enumerate(alts):
+        pad = "    " if i == 0 else "        " * 1 + "    " * (i - 1)
+        if i:
+            lines.append(f"{pad[:-4]}if {var} is None:")
+        if alt.evidence is None:
+            lines += [pad + line for line in _fetch(alt, "alert")]
+            lines.append(f"{pad}{var} = x if x.__class__ is str and x else head_text(x)")
+        else:
+            lines.append(f"{pad}for e in {lists[alt.evidence]}:")
+            lines += [pad + "    " + line for line in _fetch(alt, "e")]
+            lines.append(f"{pad}    {var} = x if x.__class__ is str and x else head_text(x)")
+            lines.append(f"{pad}    if {var} is not None: break")
+    lines.append(f"    if {var} is None: {var} = ''")
+    return lines
+
+
+def fast_source(
+    entries: Sequence[Any], converters: dict[int, str], headers: Sequence[tuple[Path, ...]]
+) -> tuple[str, list[str]]:
+    """Source of the fast extractor, and the top-level keys it expects in ``TOP`` (an ``itemgetter``).
+
+    The function returns ``(pairs, values, headers)``: ``pairs`` is ``PAIR key KEY_END value ...``
+    joined, ``values`` the values alone (for the caller's character checks). No cut, no hook:
+    equivalent to the extractor of :func:`compile_extractor` whenever no value exceeds its limit
+    (it returns ``None`` then, before any side effect); constants and label texts are emitted as they
+    are, so the caller must only use it when those need no cleaning or escaping. Per entry it costs a
+    ``get`` and a type test; the limits are checked per group of equal limit, in C (``max(map(len))``).
+    """
+    body = ["def fast(alert):", "    g = alert.get"]
+    kinds = sorted(
+        {a.evidence for e in entries for a in e.paths if a.evidence}
+        | {a.evidence for h in headers for a in h if a.evidence}
+    )
+    if kinds:
+        body.append("    idx = evidence_index(alert)")
+        body += [f"    ev_{i} = idx.get({kind!r}, ())" for i, kind in enumerate(kinds)]
+    lists = {kind: f"ev_{i}" for i, kind in enumerate(kinds)}
+    pairs, values, top = [], [], []
+    limits: dict[int, list[str]] = {}
+    fetch_at = len(body)
+    for n, e in enumerate(entries):
+        v = f"v{n}"
+        values.append(v)
+        key = PAIR + e.key + KEY_END
+        if e.constant is not None:
+            body.append(f"    {v} = {e.constant!r}")
+            pairs += [repr(key), v]
+            continue
+        if e.label is not None:
+            key = PAIR + e.label[0] + KEY_END + e.label[1] + key
+        pairs += [f"({key!r} if {v} else '')", v]
+        conv = converters.get(e.kind)
+        if len(e.paths) == 1 and e.paths[0].evidence is None and len(e.paths[0].keys) == 1:
+            top.append(e.paths[0].keys[0])
+            body.append(f"    x = t{len(top) - 1}")
+        elif len(e.paths) == 1 and e.paths[0].evidence is None:
+            body += ["    " + line for line in _fetch(e.paths[0], "alert")]
+        else:
+            body.append("    x = None")
+            for i, alt in enumerate(e.paths):
+                pad = "    " if i == 0 else "        "
+                if i:
+                    body.append("    if x is None:")
+                if alt.evidence is None:
+                    body += [pad + line for line in _fetch(alt, "alert", "y")]
+                    body.append(f"{pad}if y or y == 0: x = y")
+                else:
+                    body.append(f"{pad}for e in {lists[alt.evidence]}:")
+                    body += [pad + "    " + line for line in _fetch(alt, "e", "y")]
+                    body.append(f"{pad}    if y or y == 0: x = y; break")
+        if conv is None:
+            body.append(f"    {v} = x if x.__class__ is str else text(x)")
+        else:
+            body.append(f"    {v} = ({conv}(x) or '') if x or x == 0 else ''")
+        if e.whole:
+            body.append(f"    if len({v}) > {e.limit}: {v} = ''")
+        else:
+            limits.setdefault(e.limit, []).append(v)
+    if len(top) == 1:
+        body.insert(fetch_at, f"    t0 = g({top[0]!r})")
+    elif top:  # alerts_v2 alerts carry every property (null when unset): one C call fetches them all
+        fetched = ", ".join(f"t{i}" for i in range(len(top)))
+        body[fetch_at:fetch_at] = [
+            "    try:",
+            f"        {fetched}, = TOP(alert)",
+            "    except KeyError:",
+            f"        {fetched}, = {', '.join(f'g({k!r})' for k in top)},",
+        ]
+    body.append(f"    vals = ''.join(({', '.join(values)},))")
+    for limit, names in sorted(limits.items()):  # no value is longer than all of them together
+        body.append(
+            f"    if len(vals) > {limit} and max(map(len, ({', '.join(names)},))) > {limit}: return None"
+        )
+    for i, alts in enumerate(headers):
+        body += _lookup_lines(alts, f"h{i}", lists)
+    heads = "".join(f"h{i}, " for i in range(len(headers)))
+    body.append(f"    return ''.join(({', '.join(pairs)},)), vals, ({heads})")
+    return "\n".join(body) + "\n", top
+
+
+def compile_fast(
+    entries: Sequence[Any],
+    converters: dict[int, Callable[[Any], str | None]],
+    headers: Sequence[tuple[Path, ...]] = (),
+) -> FastExtractor:
+    """Build the fast extractor of :func:`fast_source` (same safety argument as :func:`compile_extractor`)."""
+    names = {kind: f"conv{kind}" for kind in converters}
+    scope: dict[str, Any] = {
+        "as_text": as_text,
+        "text": _text,
+        "head_text": _head_text,
+        "itemgetter": itemgetter,
+        "evidence_index": evidence_index,
+        **{names[k]: fn for k, fn in converters.items()},
+    }
+    source, top = fast_source(entries, names, headers)
+    if len(top) > 1:
+        scope["TOP"] = itemgetter(*top)
+    exec(compile(source, "<agent.codecs.extract.fast>", "exec"), scope)  # noqa: S102
+    fast: FastExtractor = scope["fast"]
+    return fast

@@ -15,6 +15,8 @@ from agent.errors import EncodeError
 from agent.model import Alert
 
 _SPACES = itertools.repeat(" ")
+#: Turns a raw value into the text a key of some kind takes, or ``None`` when it does not fit the kind.
+Converter = Callable[[Any], str | None]
 STR, TIME, IPV4, IPV6, INT, ISO, IP = range(7)
 
 #: A default entry: (key, field path, label key, label text); label key/text may be empty.
@@ -71,12 +73,21 @@ class Mapper:
         entries: tuple[Entry, ...],
         hook: TruncateHook | None,
         keep_newlines: bool,
-        converters: Mapping[int, Callable[[Any], str | None]] | None = None,
+        converters: Mapping[int, Converter] | None = None,
     ) -> None:
         self.entries = entries
         self.keep_newlines = keep_newlines
-        kinds = {TIME: epoch_millis, ISO: iso, INT: integer, IPV4: ipv4, IPV6: ipv6, IP: ip_any}
-        self._extract = compile_extractor(entries, hook, {**kinds, **(converters or {})})
+        kinds: dict[int, Converter] = {
+            TIME: epoch_millis,
+            ISO: iso,
+            INT: integer,
+            IPV4: ipv4,
+            IPV6: ipv6,
+            IP: ip_any,
+        }
+        #: The converter of each value kind (the defaults overridden by ``converters``).
+        self.converters = kinds | dict(converters or {})
+        self._extract = compile_extractor(entries, hook, self.converters)
 
     def run(self, alert: Alert) -> tuple[list[str], list[str]]:
         """``(keys, values)``: values cut to their limits, text policy applied, trailing spaces trimmed."""

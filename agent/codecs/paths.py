@@ -62,10 +62,11 @@ def evidence_index(alert: Alert) -> dict[str, list[Mapping[str, Any]]]:
         kind = item.get("@odata.type")
         if kind.__class__ is str:
             short = kind[kind.rfind(".") + 1 :]
-            if short in index:
-                index[short].append(item)
-            else:
+            group = index.get(short)
+            if group is None:
                 index[short] = [item]
+            else:
+                group.append(item)
     return index
 
 
@@ -103,6 +104,11 @@ def as_text(value: Any) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
+        if value.__class__ is list and "" not in value:
+            try:  # the common case, a list of non-empty strings (mitreTechniques): all in C
+                return ",".join(value) or None
+            except TypeError:
+                pass
         parts = [t for t in (as_text(v) if not isinstance(v, list | dict) else _json(v) for v in value) if t]
         return ",".join(parts) or None
     return _json(value)

@@ -30,12 +30,13 @@ from agent.codecs.flat import Part, fit
 from agent.codecs.json import JsonSerializer
 from agent.codecs.leef import LeefSerializer
 from agent.codecs.paths import as_text, compile_path, lookup
-from agent.codecs.text import clean, cut, parse_time
+from agent.codecs.text import clean, cut, parse_time, utc_fraction
 from agent.model import Alert
 
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _NOT_PRINTUSASCII = re.compile(r"[^!-~]")
 _UTC_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.(\d+))?Z")
+_UTC_HEAD = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
 #: Longest SD PARAM-VALUE written, in characters.
 SD_VALUE_MAX = 1024
 BOM = b"\xef\xbb\xbf"
@@ -115,6 +116,32 @@ class _Envelope:
         raise NotImplementedError
 
 
+class Rfc3339Cache:
+    """:func:`rfc3339` for Graph's ``YYYY-MM-DDTHH:MM:SS[.digits]Z``: the second checked once, cached.
+
+    Bounded (emptied at ``size`` entries) and owned by one serializer; other forms go to :func:`rfc3339`.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._valid: dict[str, bool] = {}
+        self._size = size
+
+    def __call__(self, value: object) -> str | None:
+        if isinstance(value, str):
+            digits = utc_fraction(value)
+            if digits is not None:
+                head = value[:19]
+                valid = self._valid.get(head)
+                if valid is None:
+                    valid = bool(_UTC_HEAD.fullmatch(head)) and parse_time(head + "Z") is not None
+                    if len(self._valid) >= self._size:
+                        self._valid.clear()
+                    self._valid[head] = valid
+                if valid:
+                    return value if len(digits) <= 6 else value[:26] + "Z"
+        return rfc3339(value)
+
+
 class Syslog5424Serializer(_Envelope):
     """``<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID STRUCTURED-DATA MSG`` (RFC 5424)."""
 
@@ -135,8 +162,39 @@ class Syslog5424Serializer(_Envelope):
             else []
         )
         self._bom = BOM if config.bom else b""
+        self._rfc3339 = Rfc3339Cache()
+        first = self._time[0]
+        self._time_key = first.keys[0] if first.evidence is None and len(first.keys) == 1 else None
+        plain = all(p[0].evidence is None and len(p[0].keys) == 1 and len(p) == 1 for _, p in self._params)
+        #: ``(' name="', top-level key)`` when every SD param is one top-level property: the fast path.
+        self._plain_params = [(f' {n}="', p[0].keys[0]) for n, p in self._params] if plain else None
+
+    def _structured_data_fast(self, alert: Alert, max_bytes: int) -> str | None:
+        """SD when every value is a short printable string needing no escape; else ``None`` (no hook)."""
+        assert self._plain_params is not None
+        parts: list[str] = []
+        get = alert.get
+        for start, key in self._plain_params:
+            x = get(key)
+            if x.__class__ is str and x:
+                parts += (start, x, '"')
+            elif not (x is None or x == "" or x == []):  # noqa: PLR1714
+                return None
+        if not parts:
+            return "-"
+        values = "".join(parts[1::3])
+        if max(map(len, parts[1::3])) > SD_VALUE_MAX or not values.isprintable():
+            return None
+        if "\\" in values or '"' in values or "]" in values:
+            return None
+        sd = "".join(parts)
+        return None if len(sd) * 16 > max_bytes else f"[{self._sd_id}{sd}]"
 
     def _structured_data(self, alert: Alert, max_bytes: int) -> str:
+        if self._plain_params is not None:
+            sd = self._structured_data_fast(alert, max_bytes)
+            if sd is not None:
+                return sd
         values = []
         for name, path in self._params:
             text = as_text(lookup(alert, path, None))
@@ -153,7 +211,10 @@ class Syslog5424Serializer(_Envelope):
         return f"[{self._sd_id}{sd}]"
 
     def _head(self, alert: Alert, max_bytes: int) -> bytes:
-        timestamp = rfc3339(lookup(alert, self._time, None)) or "-"
+        value = alert.get(self._time_key) if self._time_key is not None else None
+        if value.__class__ is not str or not value:  # lookup() moves on to the next alternative
+            value = lookup(alert, self._time, None)
+        timestamp = self._rfc3339(value) or "-"
         sd = self._structured_data(alert, max_bytes)
         return f"<{self._priority(alert)}>1 {timestamp}{self._fields}{sd} ".encode() + self._bom
 

@@ -26,6 +26,8 @@ _BAD_ALL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ud800-\udfff]")
 _BAD_KEEP_NL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The whole-second part of a timestamp that :class:`EpochMillis` may cache (ASCII digits only).
+_HEAD = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d", re.ASCII)
 
 
 def clean(text: str, keep_newlines: bool = False) -> str:
@@ -106,3 +108,53 @@ def parse_time(value: str) -> datetime | None:
     except ValueError:
         return None
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def utc_fraction(value: str) -> str | None:
+    """The fraction digits of a ``…SS.digitsZ`` or ``…SSZ`` timestamp (``""``), read after position 19.
+
+    ``None`` when the part after the first 19 characters is anything else (offsets, ``.Z``, ...).
+    """
+    tail = value[19:]
+    if tail == "Z":
+        return ""
+    if tail[:1] == "." and tail[-1:] == "Z":
+        digits = tail[1:-1]
+        if digits.isdigit() and digits.isascii():
+            return digits
+    return None
+
+
+class EpochMillis:
+    """:func:`epoch_millis` with a bounded cache of the whole-second part of UTC timestamps.
+
+    ``YYYY-MM-DDTHH:MM:SS[.digits]Z`` (what Graph sends) then costs a dict lookup and one ``int``;
+    any other form, and the first sight of each second, take :func:`epoch_millis`. The cache belongs
+    to one serializer (no global state) and is emptied when it reaches ``size`` entries.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seconds: dict[str, int | None] = {}
+        self._size = size
+
+    def __call__(self, value: object) -> str | None:
+        if isinstance(value, str):
+            digits = utc_fraction(value)
+            if digits is not None:
+                head = value[:19]
+                try:
+                    base = self._seconds[head]
+                except KeyError:
+                    base = self._learn(head)
+                if base is not None:
+                    return str(base + int(digits[:3].ljust(3, "0"))) if digits else str(base)
+        return epoch_millis(value)
+
+    def _learn(self, head: str) -> int | None:
+        """Epoch ms of a whole second ``head``; ``None`` (cached too) when it is not the plain form."""
+        millis = epoch_millis(head + "Z") if _HEAD.fullmatch(head) else None
+        base = int(millis) if millis is not None else None
+        if len(self._seconds) >= self._size:
+            self._seconds.clear()
+        self._seconds[head] = base
+        return base
