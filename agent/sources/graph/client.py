@@ -18,6 +18,7 @@ Response handling (Graph docs: ``concepts/throttling.md``, ``best-practices-conc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -246,7 +247,14 @@ class GraphClient:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise TransientSourceError(f"Graph returned malformed JSON ({len(body)} bytes), {ids}") from None
+            try:
+                # Valid JSON orjson refuses: a lone surrogate escape ("\ud800"), which Graph (.NET) can
+                # write for alert text. Refusing it would stall the stream on that page forever.
+                doc = json.loads(body)
+            except ValueError:
+                raise TransientSourceError(
+                    f"Graph returned malformed JSON ({len(body)} bytes), {ids}"
+                ) from None
         if not isinstance(doc, dict):
             raise TransientSourceError(f"Graph returned a non-object body, {ids}")
         return doc

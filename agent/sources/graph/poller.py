@@ -119,6 +119,9 @@ class StreamPoller:
         m = self.ctx.metrics
         fresh: list[Alert] = []
         seen: dict[str, str] = {}
+        # The keys of the page's running bounds, kept beside them (one sort_key per item, not four).
+        oldest_key = sort_key(result.oldest) if result.oldest is not None else None
+        best_key = sort_key(result.best) if result.best is not None else None
         for item in items:
             item_id, ts = item.get("id"), item.get(self.spec.time_field)
             try:
@@ -130,12 +133,12 @@ class StreamPoller:
                 fresh.append(item)  # cannot deduplicate what has no identity: forward rather than lose
                 continue
             result.ids.add(item_id)
-            if result.oldest is not None and key > sort_key(result.oldest):
+            if oldest_key is not None and key > oldest_key:
                 result.ordered = False
-            if result.oldest is None or key < sort_key(result.oldest):
-                result.oldest = ts
-            if result.best is None or key > sort_key(result.best):
-                result.best = ts
+            if oldest_key is None or key < oldest_key:
+                result.oldest, oldest_key = ts, key
+            if best_key is None or key > best_key:
+                result.best, best_key = ts, key
             if not self._is_new(item_id, ts):
                 m.alerts_duplicate.labels(self.stream).inc()
                 continue
