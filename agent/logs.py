@@ -9,6 +9,7 @@ reach a log call because configuration keeps them as ``SecretStr`` (which render
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,6 +57,9 @@ class TextFormatter(logging.Formatter):
 _IDENTITY = ("error", "sink", "stream", "source", "tenant", "component")
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 class RepeatFilter(logging.Filter):
     """Rate-limits identical warnings and errors: the same (logger, message, error, sink, stream, source,
     tenant, component) at most once per ``window`` seconds. Info and debug lines always pass."""
@@ -71,7 +75,9 @@ class RepeatFilter(logging.Filter):
         key = (
             record.name,
             record.msg if isinstance(record.msg, str) else "",
-            "|".join(str(getattr(record, f, "")) for f in _IDENTITY),
+            # Per-request ids (Graph request-id, client-request-id) make every error text unique; two
+            # failures that differ only in them are the same failure for rate limiting.
+            _UUID.sub("<id>", "|".join(str(getattr(record, f, "")) for f in _IDENTITY)),
         )
         last = self._last.get(key)
         if last is not None and record.created - last < self.window:

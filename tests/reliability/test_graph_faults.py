@@ -24,6 +24,7 @@ Runtime: about 20 s.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from datetime import timedelta
@@ -177,3 +178,7 @@ async def test_graph_faults_lose_nothing_and_respect_retry_after_and_budget(
     injected = 3 + 6 + 2 + 3  # 5xx burst, 5xx storm, timeouts, malformed pages
     assert len(failed) == 3 + 6
     assert len(lines) <= injected, [r.get("error") for r in lines]
+    # The same failure again within a minute is rate-limited, even though its request ids differ.
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    kinds = [(r["message"], uuid.sub("<id>", str(r.get("error")))) for r in lines]
+    assert len(kinds) == len(set(kinds)), kinds
