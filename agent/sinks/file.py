@@ -1,8 +1,15 @@
-"""File sink: appends one message per line; reopened on SIGHUP so logrotate works."""
+"""File sink: appends one message per line; reopened on SIGHUP so logrotate works.
+
+A crash (or a failed write, e.g. a full disk) in the middle of a batch can leave the file ending
+in part of a line. That record was never acknowledged and will be written again, so when the file
+is opened the torn tail is cut back to the last complete line: readers never see two records glued
+into one corrupt line.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +18,11 @@ from agent.errors import TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import FileSinkConfig
+
+log = logging.getLogger(__name__)
+
+#: How far back to look for the last line end of a torn file (messages are capped well below this).
+TAIL_SCAN_BYTES = 4 * 1024 * 1024
 
 
 class FileSink:
@@ -27,8 +39,32 @@ class FileSink:
         if self._fd is None or self._reopen:
             self._close()
             self._reopen = False
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            try:
+                self._repair_tail(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
+
+    def _repair_tail(self, fd: int) -> None:
+        """Cut a partial last line (an unacknowledged record cut short) back to the last line end."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        start = max(0, size - TAIL_SCAN_BYTES)
+        cut = os.pread(fd, size - start, start).rfind(b"\n")
+        if cut == -1 and start > 0:
+            os.write(fd, b"\n")  # no line end in reach: keep the bytes, but start a fresh line
+            log.warning("File ended mid-line; started a new line.", extra={"sink": self.name})
+            return
+        keep = 0 if cut == -1 else start + cut + 1
+        os.ftruncate(fd, keep)
+        log.warning(
+            "Removed a partial last line left by an interrupted write; it is written again.",
+            extra={"sink": self.name, "path": str(self._path), "bytes_removed": size - keep},
+        )
 
     def _close(self) -> None:
         if self._fd is not None:
