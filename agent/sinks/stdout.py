@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
@@ -25,11 +26,15 @@ class StdoutSink:
     async def send(self, events: Sequence[Event]) -> SendResult:
         data = b"".join(e.payload + b"\n" for e in events)
         try:
-            self._stream.write(data)
-            self._stream.flush()
+            # In a worker thread: a slow reader on the other end of a pipe must not stall the event loop.
+            await asyncio.to_thread(self._write, data)
         except (OSError, ValueError) as exc:
             raise TransientSinkError(f"stdout write failed: {exc}") from None
         return SendResult()
+
+    def _write(self, data: bytes) -> None:
+        self._stream.write(data)
+        self._stream.flush()
 
     async def aclose(self) -> None:
         return None
