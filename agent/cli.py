@@ -103,16 +103,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load(path: Path) -> AgentSettings | None:
+    """The settings in ``path``, or ``None`` after printing every problem (one per line)."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        _print_problems(exc.problems)
+        return None
+
+
 def _print_problems(problems: list[str]) -> None:
     for line in problems:
         print(line, file=sys.stderr)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _load(args.config)
+    if settings is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
     if not args.check_connectivity:
@@ -125,10 +132,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _load(args.config)
+    if settings is None:
         return EXIT_CONFIG
     try:
         since = parse_instant(args.since)
@@ -161,10 +166,8 @@ def _signals(agent: Agent) -> None:
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _load(args.config)
+    if settings is None:
         return EXIT_CONFIG
     clock = SystemClock()
     try:
@@ -187,10 +190,8 @@ async def _run_agent(settings: AgentSettings, reopen_log: Callable[[], None]) ->
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        _print_problems(exc.problems)
+    settings = _load(args.config)
+    if settings is None:
         return EXIT_CONFIG
     try:
         reopen_log = configure(settings.log.level, settings.log.format, path=settings.log.path)
