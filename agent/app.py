@@ -75,6 +75,8 @@ class Agent:
     lock_state: bool = True
     #: Called on SIGHUP after the sinks reopened their files (e.g. the log file).
     reopen_hooks: list[Callable[[], None]] = field(default_factory=list)
+    #: How many log lines the repeat filter held back so far (exported as a counter).
+    log_suppressed: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         self.metrics = AgentMetrics(self.registry)
@@ -84,6 +86,9 @@ class Agent:
             self.settings.state_dir, self.settings.name, lambda: now_str(self.clock)
         )
         self.metrics.add_refresher(self.refresh_lag)
+        if self.log_suppressed is not None:
+            self.metrics.add_refresher(self._count_suppressed)
+        self._suppressed_seen = 0
         self.acks = AckTracker(self._on_commit)
         self.lanes: list[_Lane] = []
         self.sources: list[Source] = []
@@ -104,6 +109,12 @@ class Agent:
         if cursor is not None:
             lag = (self.clock.now() - parse(cursor)).total_seconds()
             self.metrics.checkpoint_lag.labels(stream).set(lag)
+
+    def _count_suppressed(self) -> None:
+        assert self.log_suppressed is not None
+        total = self.log_suppressed()
+        self.metrics.log_lines_suppressed.labels("repeated").inc(max(0, total - self._suppressed_seen))
+        self._suppressed_seen = total
 
     def refresh_lag(self) -> None:
         """Checkpoint lag of every stream as of now (it grows while nothing is committed)."""

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
-from agent.logs import configure
+from agent.logs import LogControl, configure
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -183,8 +182,8 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_agent(settings: AgentSettings, reopen_log: Callable[[], None]) -> int:
-    agent = Agent(settings, reopen_hooks=[reopen_log])
+async def _run_agent(settings: AgentSettings, logs: LogControl) -> int:
+    agent = Agent(settings, reopen_hooks=[logs.reopen], log_suppressed=logs.suppressed)
     agent.install_signal_handlers()
     return await agent.run()
 
@@ -194,7 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     try:
-        reopen_log = configure(settings.log.level, settings.log.format, path=settings.log.path)
+        logs = configure(settings.log.level, settings.log.format, path=settings.log.path)
     except OSError as exc:
         print(f"log.path: cannot open {settings.log.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
@@ -208,7 +207,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if moved is not None:
             print(f"checkpoint moved aside to {moved}", file=sys.stderr)
     try:
-        return asyncio.run(_run_agent(settings, reopen_log))
+        return asyncio.run(_run_agent(settings, logs))
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STATE

@@ -12,6 +12,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,6 +69,8 @@ class RepeatFilter(logging.Filter):
         super().__init__()
         self.window = window_secs
         self._last: dict[tuple[str, str, str], float] = {}
+        #: Lines held back so far (exported as ``siem_agent_log_lines_suppressed_total``).
+        self.suppressed = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
@@ -81,6 +84,7 @@ class RepeatFilter(logging.Filter):
         )
         last = self._last.get(key)
         if last is not None and record.created - last < self.window:
+            self.suppressed += 1
             return False
         if len(self._last) > 10_000:
             self._last.clear()
@@ -104,10 +108,16 @@ class ReopeningFileHandler(logging.FileHandler):
             self.release()
 
 
-def configure(
-    level: str, fmt: str, stream: TextIO | None = None, path: Path | None = None
-) -> Callable[[], None]:
-    """Install the root handler; return the SIGHUP hook that reopens the log file (a no-op without one).
+@dataclass(frozen=True, slots=True)
+class LogControl:
+    """What the agent needs from the installed logging: the SIGHUP reopen hook, the suppressed count."""
+
+    reopen: Callable[[], None]
+    suppressed: Callable[[], int]
+
+
+def configure(level: str, fmt: str, stream: TextIO | None = None, path: Path | None = None) -> LogControl:
+    """Install the root handler; return its controls (``reopen`` is a no-op without a log file).
 
     ``fmt``: ``auto`` (text on a TTY, else JSON), ``json`` or ``text``. Raises ``OSError`` when ``path``
     cannot be opened.
@@ -123,13 +133,14 @@ def configure(
         handler = logging.StreamHandler(out)
         use_text = fmt == "text" or (fmt == "auto" and out.isatty())
     handler.setFormatter(TextFormatter() if use_text else JsonFormatter())
-    handler.addFilter(RepeatFilter())
+    repeats = RepeatFilter()
+    handler.addFilter(repeats)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("msal", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return reopen
+    return LogControl(reopen, lambda: repeats.suppressed)
 
 
 def _nothing() -> None:

@@ -197,6 +197,12 @@ class AgentMetrics:
             ["tenant"],
             registry=registry,
         )
+        self.log_lines_suppressed = Counter(
+            p + "log_lines_suppressed_total",
+            "Warning/error log lines held back because the same line was logged within the last minute.",
+            ["reason"],
+            registry=registry,
+        )
 
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """Register a callable that updates time-dependent gauges; ``refresh`` runs them (before a scrape)."""

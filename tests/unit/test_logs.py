@@ -51,3 +51,33 @@ class TestJsonFormatter:
         assert doc["message"] == "Send failed; retrying." and doc["level"] == "warning"
         assert doc["sink"] == "splunk" and doc["retry_in_secs"] == 1.5
         assert "\n" not in line and io.StringIO(line).read() == line
+
+
+class TestSuppressedCounter:
+    def test_agent_exports_suppressed_lines(self, tmp_path: object) -> None:
+        """Lines the repeat filter holds back show up in siem_agent_log_lines_suppressed_total."""
+        from pathlib import Path
+
+        from agent.app import Agent
+        from agent.config import load_settings
+        from tests.support.simulator import agent_config
+
+        f = RepeatFilter(window_secs=60)
+        for t in range(5):
+            f.filter(record("Send failed; retrying.", 100 + t, error="refused", sink="a"))
+        assert f.suppressed == 4
+        src = {
+            "type": "graph_security",
+            "name": "s",
+            "tenant_id": "t",
+            "client_id": "c",
+            "client_secret": "x",
+        }
+        settings = load_settings(
+            data=agent_config(Path(str(tmp_path)), [src], [{"type": "stdout", "name": "out"}])
+        )
+        agent = Agent(settings, log_suppressed=lambda: f.suppressed)
+        agent.metrics.refresh()
+        agent.metrics.refresh()  # idempotent: counts the difference only
+        got = agent.registry.get_sample_value("siem_agent_log_lines_suppressed_total", {"reason": "repeated"})
+        assert got == 4
