@@ -48,6 +48,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from agent.simulator.alerts import make_alert, make_incident, update_alert
+from agent.simulator.backlog import SyntheticBacklog
 from agent.simulator.odata import compile_filter
 from agent.timestamps import format_dt, sort_key
 
@@ -125,6 +126,9 @@ class GraphSimulator:
         self.stall_mode = "error"
         #: Called as ``hook(simulator, seen)`` after each page served with 200.
         self.hooks: list[Callable[[GraphSimulator, Seen], None]] = []
+        #: Performance option (benchmarks): when set, ``alerts_v2`` lists this static, lazily rendered
+        #: backlog instead of ``alerts`` (faults, throttling, auth and hooks apply as usual).
+        self.backlog: SyntheticBacklog | None = None
         self._throttle_until = 0.0
         self._closing = asyncio.Event()
         self._seq = 0
@@ -365,6 +369,8 @@ class GraphSimulator:
         return auth.startswith("Bearer ") and expiry is not None and expiry >= time.monotonic()
 
     async def _alerts(self, request: web.Request) -> web.Response:
+        if self.backlog is not None:
+            return await self._list_backlog(request, self.backlog)
         items = [a for a in self.alerts.values() if a["id"] not in self.hidden]
         return await self._list(request, items, "security/alerts_v2")
 
@@ -377,7 +383,8 @@ class GraphSimulator:
             ]
         return await self._list(request, items, "security/incidents")
 
-    async def _list(self, request: web.Request, items: list[dict[str, Any]], entity: str) -> web.Response:
+    async def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a Graph request that is not served normally (auth, throttle, faults), if any."""
         if not self._authorized(request):
             self._record(request, 401)
             return _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
@@ -386,6 +393,41 @@ class GraphSimulator:
             return await self._fault(request, throttled(f"{left:.3f}"))
         if self.faults:
             return await self._fault(request, self.faults.popleft())
+        return None
+
+    async def _list_backlog(self, request: web.Request, backlog: SyntheticBacklog) -> web.Response:
+        refused = await self._refusal(request)
+        if refused is not None:
+            return refused
+        q = request.query
+        try:
+            top = int(q.get("$top", self.default_page_size))
+            skip = int(q.get("$skiptoken", "0"))
+            value, total = backlog.page(q.get("$filter", ""), skip, top)
+        except ValueError as exc:
+            self._record(request, 400)
+            return _error(400, "BadRequest", f"Invalid request: {exc}")
+        parts = [b'{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#security/alerts_v2"']
+        if q.get("$count") == "true":
+            parts.append(b',"@odata.count":%d' % total)
+        parts += [b',"value":', value]
+        if skip + top < total:
+            params = {k: v for k, v in q.items() if k not in ("$skiptoken", "$count")}
+            params["$skiptoken"] = str(skip + top)
+            link = f"{self.base_url}{request.path}?{urlencode(params)}"
+            parts += [b',"@odata.nextLink":', orjson.dumps(link)]
+        parts.append(b"}")
+        seen = self._record(request, 200)
+        for hook in list(self.hooks):
+            hook(self, seen)
+        return web.Response(
+            body=b"".join(parts), content_type="application/json", headers={"request-id": str(uuid.uuid4())}
+        )
+
+    async def _list(self, request: web.Request, items: list[dict[str, Any]], entity: str) -> web.Response:
+        refused = await self._refusal(request)
+        if refused is not None:
+            return refused
         q = request.query
         try:
             top = int(q.get("$top", self.default_page_size))

@@ -1,0 +1,30 @@
+"""``python -m bench``: every benchmark in turn, bounded in time (``make bench``, under 5 minutes).
+
+Codecs (in process), then end-to-end throughput against the floor, peak RSS with a blocked sink,
+and alert-to-receiver latency (each with its own fake Graph and receiver processes). Each prints
+its figures beside its targets.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from bench import codecs, e2e, latency, memory
+
+
+def main() -> None:
+    """Run the benchmarks; each prints its figures as ratios to its own baseline or beside its target."""
+    started = time.monotonic()
+    argv0 = sys.argv[0]
+    sys.argv = [argv0, "--seconds", "0.5"]
+    codecs.main()
+    sys.argv = [argv0]
+    e2e.main(["--alerts", "100000", "--rounds", "2"])
+    memory.main(["--alerts", "1000000", "--seconds", "30"])
+    latency.main(["--seconds", "30", "--rate", "10"])
+    print(f"bench: all done in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
