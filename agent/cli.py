@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import tempfile
 from pathlib import Path
@@ -111,6 +112,19 @@ def _load(path: Path) -> AgentSettings | None:
         return None
 
 
+def _tune_gc() -> None:
+    """Tune the cyclic garbage collector for a long-running forwarder.
+
+    Alerts are acyclic dicts that reference counting frees as soon as they are delivered, so the
+    cyclic collector mostly re-walks what waits in the queues: freeze what startup allocated
+    (modules, configuration) and make young-generation passes rarer. Measured with
+    ``python -m bench.e2e --compare-gc 50000,20,100``: 1.26x throughput, 22 % less CPU (BENCHMARKS.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _print_problems(problems: list[str]) -> None:
     for line in problems:
         print(line, file=sys.stderr)
@@ -147,6 +161,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         return await backfill(settings, since, until, progress=progress, on_agent=_signals)
 
     try:
+        _tune_gc()
         code, agent = asyncio.run(go())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -207,6 +222,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if moved is not None:
             print(f"checkpoint moved aside to {moved}", file=sys.stderr)
     try:
+        _tune_gc()
         return asyncio.run(_run_agent(settings, logs))
     except StateError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,8 +27,8 @@ TARGET_SECS = POLL_SECS + 1.0
 WARMUP_SECS = 5.0
 
 RUNS: list[tuple[str, dict[str, Any]]] = [
-    ("batch.timeout_secs 1.0 (default)", {}),
-    ("batch.timeout_secs 0.1", {"batch": {"timeout_secs": 0.1}}),
+    ("batch.timeout_secs 0.2 (default)", {}),
+    ("batch.timeout_secs 1.0", {"batch": {"timeout_secs": 1.0}}),
 ]
 
 

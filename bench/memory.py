@@ -7,7 +7,7 @@ from a seed (nothing per alert is stored, so a million costs nothing); the recei
 agent's connection and never reads (``bench.receiver --mode stall``). The agent (core 1) fetches
 until its sink queue is full, then the source is paused by backpressure. Peak RSS is ``VmHWM`` from
 ``/proc/<pid>/status`` once it has not grown for 4 s (or after ``--seconds``). Three configurations:
-queue.max_events 3000, the defaults (page_size 500, queue.max_events 10000, batch.max_events 500)
+the defaults (page_size 500, queue.max_events 2000, batch.max_events 500), queue.max_events 10000
 and the throughput bench's (1000 / 20000 / 1000). Target: ≤ 100 MiB.
 """
 
@@ -25,8 +25,8 @@ TARGET_MIB = 100.0
 STEADY_SECS = 4.0
 
 CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    ("small queue (page 500, queue 3000, batch 500)", {"page_size": 500}, {"queue": {"max_events": 3000}}),
-    ("defaults (page 500, queue 10000, batch 500)", {"page_size": 500}, {}),
+    ("defaults (page 500, queue 2000, batch 500)", {"page_size": 500}, {}),
+    ("larger queue (page 500, queue 10000, batch 500)", {"page_size": 500}, {"queue": {"max_events": 10000}}),
     ("e2e settings (page 1000, queue 20000, batch 1000)", {"page_size": 1000}, e2e.agent_sink()),
 ]
 

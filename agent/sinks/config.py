@@ -20,7 +20,9 @@ class _Strict(BaseModel):
 class QueueConfig(_Strict):
     """The bounded queue in front of a sink."""
 
-    max_events: int = Field(default=10_000, ge=1)
+    #: Alerts waiting for this sink. A parsed alert with evidence holds ~9 KiB, so the default keeps a
+    #: blocked sink's backlog near 20 MiB (peak RSS under 100 MiB: BENCHMARKS.md, memory).
+    max_events: int = Field(default=2_000, ge=1)
     #: ``block``: a full queue pauses polling (nothing lost).
     #: ``drop_newest``: new events are dropped and counted.
     when_full: Literal["block", "drop_newest"] = "block"
@@ -31,7 +33,8 @@ class BatchConfig(_Strict):
 
     max_events: int = Field(default=500, ge=1)
     max_bytes: int = Field(default=1_000_000, ge=1024)
-    timeout_secs: float = Field(default=1.0, ge=0)
+    #: How long a send waits for more events to fill a batch (adds at most this to latency).
+    timeout_secs: float = Field(default=0.2, ge=0)
 
 
 class RetryConfig(_Strict):
