@@ -78,8 +78,11 @@ class CefCodecConfig(_Mapped):
     """ArcSight CEF:0."""
 
     type: Literal["cef"] = "cef"
+    #: Device Vendor, CEF header field 2 (at most 63 characters).
     device_vendor: str = Field(default="Microsoft", max_length=63)
+    #: Device Product, CEF header field 3 (at most 63 characters).
     device_product: str = Field(default="Graph Security", max_length=63)
+    #: Device Version, CEF header field 4 (at most 31 characters).
     device_version: str = Field(default="alerts_v2", max_length=31)
     #: Field path of the Device Event Class ID (header field 5).
     event_class_id: str = "detectorId | alertPolicyId | category"
@@ -106,8 +109,11 @@ class LeefCodecConfig(_Mapped):
     """IBM QRadar LEEF 2.0."""
 
     type: Literal["leef"] = "leef"
+    #: Vendor, LEEF header field 2 (at most 63 characters).
     vendor: str = Field(default="Microsoft", max_length=63)
+    #: Product, LEEF header field 3 (at most 63 characters).
     product: str = Field(default="Graph Security", max_length=63)
+    #: Version, LEEF header field 4 (at most 31 characters).
     version: str = Field(default="alerts_v2", max_length=31)
     #: Field path of the EventID header field.
     event_id: str = "detectorId | alertPolicyId | category"
@@ -183,11 +189,15 @@ class Syslog5424CodecConfig(_Syslog):
     """RFC 5424 syslog envelope around a CEF, LEEF, JSON or ECS message."""
 
     type: Literal["syslog5424"] = "syslog5424"
+    #: APP-NAME header field: 1..48 printable ASCII characters, no space.
     app_name: str = Field(default="siem-agent", pattern=r"^[!-~]{1,48}$")
+    #: PROCID header field: 1..128 printable ASCII characters, no space (``-``: none).
     procid: str = Field(default="-", pattern=r"^[!-~]{1,128}$")
+    #: MSGID header field: 1..32 printable ASCII characters, no space.
     msgid: str = Field(default="alert", pattern=r"^[!-~]{1,32}$")
     #: Write STRUCTURED-DATA ``[sd_id@pen name="value" ...]`` from ``sd_params``; ``false`` writes ``-``.
     structured_data: bool = True
+    #: Name part of the SD-ID, written as ``<sd_id>@<pen>`` (no ``=``, space, ``]``, ``"`` or ``@``).
     sd_id: str = Field(default="alert", pattern=r"^[!#-<>?A-\\^-~]{1,22}$")  # SD-NAME without '@'
     #: IANA Private Enterprise Number; 32473 is the RFC 5612 documentation number: get your own.
     pen: int = Field(default=32473, ge=1)

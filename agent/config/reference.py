@@ -63,6 +63,9 @@ def _comments(cls: type) -> dict[str, str]:
     return docs
 
 
+_PIPE = re.compile(r"(?<!\\)\|")
+
+
 def _doc(model: type[BaseModel], name: str, info: FieldInfo) -> str:
     text = info.description or _comments(model).get(name, "")
     if not text:
@@ -160,6 +163,11 @@ def _default(info: FieldInfo) -> str:
     return _value(None if info.default is PydanticUndefined else info.default)
 
 
+def _cell(text: str) -> str:
+    """Escape the ``|`` a table cell may contain (a default like ``a | b``, a regex alternation)."""
+    return _PIPE.sub(r"\\|", text)
+
+
 def _rows(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = frozenset()) -> list[str]:
     rows = []
     for name, info in model.model_fields.items():
@@ -171,10 +179,12 @@ def _rows(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = froze
         meta = _constraints(list(info.metadata))
         kind = _type(typing.Annotated[tp, *info.metadata] if info.metadata else tp)
         if len(nested) == 1 and not meta:
-            rows.append(f"| `{key}` | table | {_default(info)} | {_doc(model, name, info)} |")
+            rows.append(f"| `{key}` | table | {_cell(_default(info))} | {_cell(_doc(model, name, info))} |")
             rows += _rows(nested[0], key + ".")
             continue
-        rows.append(f"| `{key}` | {kind} | {_default(info)} | {_doc(model, name, info)} |")
+        rows.append(
+            f"| `{key}` | {_cell(kind)} | {_cell(_default(info))} | {_cell(_doc(model, name, info))} |"
+        )
     return rows
 
 

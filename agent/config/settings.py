@@ -67,9 +67,13 @@ class AgentSettings(BaseSettings):
     checkpoint_interval_secs: float = Field(default=1.0, ge=0)
     #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``).
     dead_letter_path: Path | None = None
+    #: Logging: JSON lines unless stderr is a terminal (or ``log.format`` says otherwise).
     log: LogConfig = Field(default_factory=LogConfig)
+    #: The operator HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz``.
     http: HttpConfig = Field(default_factory=HttpConfig)
+    #: ``[[sources]]`` tables, at least one; names unique, one source per tenant and app.
     sources: list[SourceConfig] = Field(min_length=1)
+    #: ``[[sinks]]`` tables, at least one, names unique; every alert goes to every sink.
     sinks: list[SinkConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

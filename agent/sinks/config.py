@@ -31,7 +31,9 @@ class QueueConfig(_Strict):
 class BatchConfig(_Strict):
     """How many events one send may carry, and how long to wait to fill it."""
 
+    #: Most events in one send; more collected events are split into several sends.
     max_events: int = Field(default=500, ge=1)
+    #: Most bytes of encoded messages in one send; a single larger message is sent on its own.
     max_bytes: int = Field(default=1_000_000, ge=1024)
     #: How long a send waits for more events to fill a batch (adds at most this to latency).
     timeout_secs: float = Field(default=0.2, ge=0)
@@ -40,15 +42,23 @@ class BatchConfig(_Strict):
 class RetryConfig(_Strict):
     """Backoff for transient failures: exponential with full jitter, bounded."""
 
+    #: Backoff bound in seconds before the first retry; doubled per attempt up to ``max_backoff_secs``.
     initial_backoff_secs: float = Field(default=0.5, gt=0)
+    #: Longest backoff in seconds between retries; a receiver's ``Retry-After`` is used instead when sent.
     max_backoff_secs: float = Field(default=60.0, gt=0)
 
 
 class _Sink(_Strict):
+    #: Sink name, unique among sinks; labels its metrics, log lines and dead-letter records.
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: How each alert becomes one message (see Codecs below). Default ``cef``; ``json`` for
+    #: ``elasticsearch`` and ``logs_ingestion``, which accept only ``json`` or ``ecs``.
     codec: CodecConfig = Field(default_factory=CefCodecConfig)
+    #: The bounded queue of alerts waiting for this sink.
     queue: QueueConfig = Field(default_factory=QueueConfig)
+    #: How many events one send may carry, and how long to wait to fill it.
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    #: Backoff between retries of a failed start (connect, open) or send; retried until delivered.
     retry: RetryConfig = Field(default_factory=RetryConfig)
 
 
@@ -62,6 +72,7 @@ class FileSinkConfig(_Sink):
     """Appends one message per line to a file; reopened on SIGHUP (for logrotate)."""
 
     type: Literal["file"]
+    #: File to append to; created (mode 0640, less the umask) if missing, reopened on SIGHUP.
     path: str
     #: fsync after each batch, so an acknowledged batch survives a power loss.
     fsync: bool = True
@@ -76,9 +87,11 @@ class TlsConfig(_Strict):
     ca_file: str | None = None
     #: Client certificate chain and key (PEM) for mutual TLS.
     cert_file: str | None = None
+    #: Private key (PEM, not encrypted) for ``cert_file``; set both or neither.
     key_file: str | None = None
     #: Name sent as SNI and checked against the certificate (default: the host connected to).
     server_name: str | None = None
+    #: Lowest TLS version accepted (``1.3``: TLS 1.3 only); versions before 1.2 are never offered.
     min_version: Literal["1.2", "1.3"] = "1.2"
 
     @model_validator(mode="after")
@@ -89,8 +102,12 @@ class TlsConfig(_Strict):
 
 
 class _Socket(_Sink):
+    #: Receiver's host name or IP address.
     host: str = Field(min_length=1)
+    #: Receiver's port (TCP for ``tcp`` and ``relp``, UDP for ``udp``).
     port: int = Field(ge=1, le=65535)
+    #: Seconds allowed to connect (``tcp``/``relp``: incl. TLS handshake and RELP ``open``) and to
+    #: close; for ``udp``, to resolve the host and to hand one batch to the kernel.
     connect_timeout_secs: float = Field(default=10.0, gt=0)
 
 
@@ -98,9 +115,12 @@ class TcpSinkConfig(_Socket):
     """Syslog over TCP (RFC 6587) or, with ``tls``, over TLS (RFC 5425)."""
 
     type: Literal["tcp"]
+    #: ``octet_counting``: ``LEN SP MSG`` (RFC 6587; RFC 5425 requires it over TLS); ``newline``:
+    #: ``MSG LF``.
     framing: Literal["octet_counting", "newline"] = "octet_counting"
     #: Bound on one send: writing the batch and waiting for the peer's TCP to acknowledge every byte.
     timeout_secs: float = Field(default=30.0, gt=0)
+    #: Client TLS (RFC 5425); absent: plain TCP.
     tls: TlsConfig | None = None
 
 
@@ -113,6 +133,7 @@ class RelpSinkConfig(_Socket):
     window: int = Field(default=128, ge=1, le=65_536)
     #: Bound on one send: writing the batch and receiving every message's ``rsp``.
     timeout_secs: float = Field(default=30.0, gt=0)
+    #: Client TLS for the RELP session; absent: plain TCP.
     tls: TlsConfig | None = None
 
 
@@ -120,6 +141,7 @@ class UdpSinkConfig(_Socket):
     """Syslog over UDP (RFC 5426): one message per datagram, never split, no acknowledgement."""
 
     type: Literal["udp"]
+    #: Largest datagram in bytes; a longer message is never split (see ``oversize``).
     max_datagram_bytes: int = Field(default=2048, ge=480, le=65507)
     #: What to do with a message longer than ``max_datagram_bytes`` (both are counted).
     oversize: Literal["truncate", "drop"] = "truncate"
@@ -128,11 +150,14 @@ class UdpSinkConfig(_Socket):
 class _Http(_Sink):
     #: Total time for one HTTP request, connect included.
     timeout_secs: float = Field(default=30.0, gt=0)
+    #: ``gzip``: request bodies are gzip-compressed (``Content-Encoding: gzip``); ``none``: sent as is.
     compression: Literal["gzip", "none"] = "gzip"
+    #: Client TLS for ``https://`` URLs (``logs_ingestion``: ``ca_file`` also for its token endpoint).
     tls: TlsConfig = Field(default_factory=TlsConfig)
 
 
 class _JsonHttp(_Http):
+    #: Must be a JSON codec (``json``, the default here, or ``ecs``).
     codec: CodecConfig = Field(default_factory=JsonCodecConfig)
 
     @model_validator(mode="after")
@@ -150,16 +175,23 @@ class SplunkHecSinkConfig(_Http):
     type: Literal["splunk_hec"]
     #: Base URL of the collector, e.g. ``https://splunk.example.com:8088``.
     url: str = Field(pattern=r"^https?://")
+    #: HEC token, sent as ``Authorization: Splunk <token>``; a secret, e.g. ``{ env = "SPLUNK_HEC_TOKEN" }``.
     token: Secret
+    #: HEC ``host`` of every event; unset: this machine's host name.
     host: str | None = None
+    #: HEC ``source`` of every event.
     source: str = "microsoft:graph:security"
+    #: HEC ``sourcetype`` of every event.
     sourcetype: str = "microsoft:graph:security:alert"
+    #: HEC ``index`` of every event; unset: left out (the token's default index applies).
     index: str | None = None
     #: Indexed fields added to every event (flat strings, as HEC requires).
     fields: dict[str, str] = Field(default_factory=dict)
     #: Wait for indexer acknowledgement before a batch counts as delivered (token needs ``useACK``).
     acknowledgement: bool = True
+    #: Seconds to wait for a batch's indexer acknowledgement before the batch is sent again.
     ack_timeout_secs: float = Field(default=120.0, gt=0)
+    #: Longest pause in seconds between polls of the ack endpoint (polling starts at 50 ms, doubling).
     ack_poll_interval_secs: float = Field(default=1.0, gt=0)
 
 
@@ -173,8 +205,12 @@ class ElasticsearchSinkConfig(_JsonHttp):
     index: str = Field(min_length=1)
     #: Target is a data stream: ``@timestamp`` (from ``lastUpdateDateTime``) is added to each document.
     data_stream: bool = False
+    #: API key (the base64 ``encoded`` form), sent as ``Authorization: ApiKey …``; a secret, e.g.
+    #: ``{ env = "ES_API_KEY" }``. Not together with ``username``/``password``.
     api_key: Secret | None = None
+    #: Basic-auth user name (with ``password``; not with ``api_key``).
     username: str | None = None
+    #: Basic-auth password; a secret, e.g. ``{ env = "ES_PASSWORD" }``.
     password: Secret | None = None
     #: ``wait_for`` makes documents searchable before the call returns (tests; slows ingestion).
     refresh: Literal["false", "true", "wait_for"] = "false"
@@ -194,12 +230,19 @@ class LogsIngestionSinkConfig(_JsonHttp):
     type: Literal["logs_ingestion"]
     #: Data collection endpoint (or the DCR's logsIngestion endpoint), e.g. ``https://x.westeurope-1.ingest.monitor.azure.com``.
     endpoint: str = Field(pattern=r"^https?://")
+    #: Immutable ID of the data collection rule (``dcr-`` and 32 hex digits).
     dcr_immutable_id: str = Field(pattern=r"^dcr-[0-9a-f]{32}$")
+    #: The DCR's input stream to send to (``Custom-<name>`` or ``Microsoft-<name>``), as the DCR declares it.
     stream: str = Field(pattern=r"^(Custom|Microsoft)-[A-Za-z0-9_]+$")
+    #: Directory (tenant) ID of the app registration the sink authenticates as.
     tenant_id: str = Field(min_length=1)
+    #: Application (client) ID of that app; it needs *Monitoring Metrics Publisher* on the DCR.
     client_id: str = Field(min_length=1)
+    #: Client secret *Value* of that app; a secret, e.g. ``{ env = "SENTINEL_CLIENT_SECRET" }``.
     client_secret: Secret
+    #: Entra ID login host for the token; the tenant ID is appended (change it for national clouds).
     authority_host: str = Field(default="https://login.microsoftonline.com", pattern=r"^https://")
+    #: OAuth scope of the token requested for the ingestion endpoint.
     scope: str = "https://monitor.azure.com/.default"
     #: Uncompressed body limit per call; the API rejects more than 1 MB.
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
@@ -209,12 +252,17 @@ class HttpSinkConfig(_Http):
     """Any HTTP endpoint taking NDJSON (one message per line) in a POST."""
 
     type: Literal["http"]
+    #: URL each batch is POSTed to; user info and query are left out of log and error messages.
     url: str = Field(pattern=r"^https?://")
+    #: ``Content-Type`` header of each POST.
     content_type: str = "application/x-ndjson"
     #: Extra request headers; values are secrets (never logged), e.g. ``{ env = "X_API_KEY" }``.
     headers: dict[str, Secret] = Field(default_factory=dict)
+    #: Sent as ``Authorization: Bearer <token>``; a secret, e.g. ``{ env = "HTTP_SINK_TOKEN" }``.
     bearer_token: Secret | None = None
+    #: Basic-auth user name (with ``password``; not with ``bearer_token``).
     username: str | None = None
+    #: Basic-auth password; a secret, e.g. ``{ env = "HTTP_SINK_PASSWORD" }``.
     password: Secret | None = None
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ class SecretCredential(_Strict):
     """A client secret (the app registration's "Certificates & secrets" value, not its id)."""
 
     type: Literal["secret"]
+    #: The client secret's *Value* (not its ID); a secret, e.g. ``{ env = "GRAPH_CLIENT_SECRET" }``.
     value: Secret
 
 
@@ -53,6 +54,7 @@ class CertificateCredential(_Strict):
     certificate_path: Path | None = None
     #: SHA-1 thumbprint (hex). Leave unset: the SHA-256 thumbprint is computed from the certificate.
     thumbprint: str | None = Field(default=None, pattern=r"^[0-9A-Fa-f]{40}$")
+    #: Passphrase of an encrypted private key; a secret, e.g. ``{ env = "GRAPH_KEY_PASSPHRASE" }``.
     private_key_passphrase: Secret | None = None
     #: Send the certificate chain (``x5c``) with the assertion (subject name/issuer authentication).
     send_certificate_chain: bool = False
@@ -71,7 +73,9 @@ class PfxCredential(_Strict):
     """A PKCS#12 (.pfx/.p12) file holding the certificate and its private key."""
 
     type: Literal["pfx"]
+    #: PKCS#12 (.pfx/.p12) file with the certificate and its private key; must be readable at startup.
     path: Path
+    #: Passphrase of the PKCS#12 file, if it has one; a secret, e.g. ``{ env = "GRAPH_PFX_PASSPHRASE" }``.
     passphrase: Secret | None = None
 
     @model_validator(mode="after")
@@ -111,12 +115,20 @@ class GraphSecuritySourceConfig(_Strict):
     """Graph ``/security/alerts_v2`` (and optionally ``/security/incidents``) for one tenant and app."""
 
     type: Literal["graph_security"]
+    #: Source name, unique among sources; its stream ids (``<name>/alerts_v2/...``,
+    #: ``<name>/incidents/all``) key the checkpoint: a renamed source restarts at ``initial_lookback_secs``.
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Directory (tenant) ID to poll; appended to the login host and used as the ``tenant`` metric label.
     tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    #: Application (client) ID of the app registration (needs SecurityAlert.Read.All, admin-consented).
     client_id: str = Field(min_length=1)
     #: The simple form of ``credential = { type = "secret", value = … }``.
     client_secret: Secret | None = None
+    #: Authenticate with a secret, certificate, PFX or workload-identity table (see below) instead of
+    #: ``client_secret``; exactly one of the two must be set.
     credential: CredentialConfig | None = None
+    #: National cloud, selecting the login host and Graph root: ``global`` (incl. GCC), ``usgov`` (GCC
+    #: High), ``dod``. Ignored when ``authority_url``/``graph_url`` are set.
     cloud: Literal["global", "usgov", "dod"] = "global"
     #: Override the login host (e.g. ``https://login.example/``); the tenant id is appended.
     authority_url: str | None = Field(default=None, pattern=r"^https://")
@@ -133,12 +145,15 @@ class GraphSecuritySourceConfig(_Strict):
     incidents: bool = False
     #: Ask for ``$expand=alerts`` on incidents (large, and known to fail with HTTP 500 on big tenants).
     incidents_expand_alerts: bool = False
+    #: ``$top`` (incidents per page) of each ``/security/incidents`` request; only with ``incidents``.
     incidents_page_size: int = Field(default=50, ge=1, le=1000)
+    #: Seconds from the end of a successful poll of a stream to the start of its next poll.
     poll_interval_secs: float = Field(default=60.0, gt=0)
     #: Re-read this much history before the cursor on every poll, for alerts Graph indexes late.
     overlap_secs: float = Field(default=600.0, ge=0)
     #: How far back the first run (no checkpoint yet) starts.
     initial_lookback_secs: float = Field(default=86_400.0, ge=0)
+    #: ``$top`` (alerts per page) of each ``/security/alerts_v2`` request.
     page_size: int = Field(default=500, ge=1, le=2000)
     #: A window needing more pages than this is split in two time windows instead of paging deeper.
     max_pages_per_window: int = Field(default=20, ge=1)
@@ -148,11 +163,13 @@ class GraphSecuritySourceConfig(_Strict):
     #: Upper bound of remembered (id, lastUpdateDateTime) keys per stream; beyond it the oldest are
     #: evicted (counted and logged: this can only cause duplicates, never loss).
     max_seen_ids: int = Field(default=200_000, ge=100)
+    #: Seconds allowed for one Graph request and for one token-endpoint request.
     request_timeout_secs: float = Field(default=30.0, gt=0)
     #: Attempts per request on 5xx, timeouts, connection errors and malformed pages (429 is separate).
     max_attempts: int = Field(default=5, ge=1, le=20)
     #: Exponential backoff with full jitter between attempts: base, doubled per attempt, capped.
     backoff_base_secs: float = Field(default=1.0, gt=0)
+    #: Upper bound in seconds of the backoff between attempts of one request.
     backoff_max_secs: float = Field(default=60.0, gt=0)
     #: Polls failing for good (auth, 4xx) back off up to this long.
     error_backoff_max_secs: float = Field(default=300.0, gt=0)

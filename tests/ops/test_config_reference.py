@@ -37,6 +37,19 @@ class TestConfigReference:
         assert "| `client_secret` | secret (optional) | unset |" in text
         assert get_args(SinkConfig)
 
+    def test_every_key_has_a_description(self) -> None:
+        """Each key's meaning column is non-empty: add a ``#:`` comment above the field that lacks one."""
+        family = variant = ""
+        missing = []
+        for line in render().splitlines():
+            if line.startswith("## "):
+                family, variant = line[3:], ""
+            elif line.startswith("### "):
+                variant = " " + line[4:]
+            elif line.startswith("| `") and line.rstrip().endswith("|  |"):
+                missing.append(f"{family}{variant}: {line.split('`')[1]}")
+        assert missing == [], "keys without a description:\n" + "\n".join(missing)
+
 
 class TestMetricsReference:
     def test_every_metric_is_documented(self) -> None:
