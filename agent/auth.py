@@ -126,6 +126,17 @@ def _assertion_reader(path: Path) -> Callable[[], str]:
     return read
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url`` unless ``NO_PROXY`` exempts it.
+
+    aiohttp sessions use this instead of ``trust_env=True``, which would also read ``~/.netrc`` and
+    could attach its credentials to a sink configured without authentication.
+    """
+    proxies: dict[str, str] = requests.utils.get_environ_proxies(url)
+    scheme = url.split(":", 1)[0].lower()
+    return proxies.get(scheme) or proxies.get("all") or None
+
+
 def msal_proxies(proxy_url: str | None, authority: str) -> dict[str, str]:
     """Proxies for MSAL's session: the configured URL, else the environment's (honouring NO_PROXY)."""
     if proxy_url:

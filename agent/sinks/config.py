@@ -154,6 +154,8 @@ class _Http(_Sink):
     compression: Literal["gzip", "none"] = "gzip"
     #: Client TLS for ``https://`` URLs (``logs_ingestion``: ``ca_file`` also for its token endpoint).
     tls: TlsConfig = Field(default_factory=TlsConfig)
+    #: Proxy URL, a secret (may hold credentials); unset: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` apply.
+    proxy_url: Secret | None = None
 
 
 class _JsonHttp(_Http):

@@ -9,7 +9,10 @@ import pytest
 
 from agent.simulator.server import GraphSimulator, server_ssl_context
 from agent.simulator.tls import TlsFiles
+from tests.fakes.proxy import proxy
 from tests.graph.harness import Harness
+
+__all__ = ["proxy"]
 
 SimFactory = Callable[..., Awaitable[GraphSimulator]]
 

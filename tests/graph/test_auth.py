@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from agent.auth import endpoints_for, msal_proxies
 from agent.simulator.server import thumbprint_sha1
 from agent.sources.config import GraphSecuritySourceConfig
+from tests.fakes.proxy import ConnectProxy
 from tests.graph.conftest import SimFactory
 from tests.graph.harness import Harness, expected_versions, source_table
 from tests.support.wait import until
@@ -295,65 +293,9 @@ class TestClouds:
         assert sim.requests == []
 
 
-class _ConnectProxy:
-    """A minimal HTTPS (CONNECT) proxy on 127.0.0.1 that records the targets it tunnelled to."""
-
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{self.port}"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-            if method != "CONNECT":
-                writer.write(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
-                return
-            self.targets.append(target)
-            host, port = target.rsplit(":", 1)
-            up_reader, up_writer = await asyncio.open_connection(host, int(port))
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                    while data := await src.read(65536):
-                        dst.write(data)
-                        await dst.drain()
-                with contextlib.suppress(Exception):
-                    dst.close()
-
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-
-
-@pytest.fixture
-async def proxy() -> AsyncIterator[_ConnectProxy]:
-    p = _ConnectProxy()
-    await p.start()
-    try:
-        yield p
-    finally:
-        await p.stop()
-
-
 class TestProxy:
     async def test_configured_proxy_carries_token_and_graph_requests(
-        self, make_sim: SimFactory, harness: Harness, ca: Path, proxy: _ConnectProxy
+        self, make_sim: SimFactory, harness: Harness, ca: Path, proxy: ConnectProxy
     ) -> None:
         """proxy_url is used by MSAL (discovery, token) and by the Graph client alike."""
         sim = await make_sim()
@@ -368,7 +310,7 @@ class TestProxy:
         make_sim: SimFactory,
         tmp_path: Path,
         ca: Path,
-        proxy: _ConnectProxy,
+        proxy: ConnectProxy,
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """HTTPS_PROXY from the environment is used by both clients; NO_PROXY bypasses it."""

@@ -26,6 +26,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
+from agent.auth import env_proxy
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult
@@ -108,8 +109,16 @@ async def send_halving(events: Sequence[Event], attempt: SendAttempt) -> SendRes
 class HttpClient:
     """One ``aiohttp.ClientSession`` (opened by ``start``, closed by ``aclose``) for one sink."""
 
-    def __init__(self, sink: str, tls: TlsConfig, timeout_secs: float, gzip_bodies: bool) -> None:
+    def __init__(
+        self,
+        sink: str,
+        tls: TlsConfig,
+        timeout_secs: float,
+        gzip_bodies: bool,
+        proxy_url: str | None = None,
+    ) -> None:
         self._sink = sink
+        self._proxy = proxy_url or None
         self._ssl = client_context(tls, sink)
         self._timeout = aiohttp.ClientTimeout(total=timeout_secs)
         self._gzip = gzip_bodies
@@ -120,9 +129,8 @@ class HttpClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=8),
                 timeout=self._timeout,
-                # Proxies and .netrc from the environment would silently change where and how
-                # credentials go; this client uses only what the configuration says.
-                trust_env=False,
+                # No trust_env (it would also read ~/.netrc): the proxy, configured or from
+                # HTTPS_PROXY/HTTP_PROXY/NO_PROXY, is passed per request, as the Graph client does.
                 auto_decompress=True,
             )
 
@@ -150,7 +158,9 @@ class HttpClient:
             else:
                 body = gzip.compress(body, 6)
         try:
-            async with self._session.post(url, data=body, headers=hdrs, params=params) as resp:
+            async with self._session.post(
+                url, data=body, headers=hdrs, params=params, proxy=self._proxy or env_proxy(url)
+            ) as resp:
                 # StreamReader.read(n) returns what is buffered, not n bytes: read to EOF, bounded.
                 chunks: list[bytes] = []
                 size = 0

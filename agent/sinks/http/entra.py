@@ -2,8 +2,10 @@
 
 A deliberately small twin of ``agent.auth.ClientCredential``, which is shaped around the Graph
 source's configuration. Same rules: MSAL runs in a worker thread; it gets its own
-``requests.Session`` with ``trust_env=False`` (``REQUESTS_CA_BUNDLE`` would override the CA bundle);
-messages carry the AADSTS code, never the secret.
+``requests.Session`` with ``trust_env=False`` (``REQUESTS_CA_BUNDLE`` would override the CA bundle),
+so its proxy is set explicitly (``agent.auth.msal_proxies``: the configured ``proxy_url``, else
+``HTTPS_PROXY``/``NO_PROXY`` from the environment); messages carry the AADSTS code, never the secret
+nor the proxy URL.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msal
 import requests
 from pydantic import SecretStr
 
+from agent.auth import msal_proxies
 from agent.errors import TransientSinkError
 
 _AADSTS = re.compile(r"AADSTS\d+")
@@ -35,6 +38,7 @@ class MonitorToken:
         ca_bundle: str | None,
         timeout_secs: float,
         instance_discovery: bool,
+        proxy_url: SecretStr | None = None,
     ) -> None:
         self._tenant = tenant_id
         self._client_id = client_id
@@ -44,6 +48,7 @@ class MonitorToken:
         self._ca_bundle = ca_bundle
         self._timeout = timeout_secs
         self._discovery = instance_discovery
+        self._proxy = proxy_url
         self._app: Any = None
         self._lock = asyncio.Lock()
 
@@ -52,6 +57,8 @@ class MonitorToken:
             session = requests.Session()
             session.trust_env = False
             session.verify = self._ca_bundle or True
+            proxy = self._proxy.get_secret_value() if self._proxy else None
+            session.proxies.update(msal_proxies(proxy, self._authority))
             self._app = msal.ConfidentialClientApplication(
                 self._client_id,
                 authority=self._authority,

@@ -55,7 +55,13 @@ class LogsIngestionSink:
     ) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient(config.name, config.tls, config.timeout_secs, config.compression == "gzip")
+        self._http = HttpClient(
+            config.name,
+            config.tls,
+            config.timeout_secs,
+            config.compression == "gzip",
+            proxy_url=config.proxy_url.get_secret_value() if config.proxy_url else None,
+        )
         self._url = (
             f"{config.endpoint.rstrip('/')}/dataCollectionRules/{config.dcr_immutable_id}"
             f"/streams/{config.stream}"
@@ -70,6 +76,7 @@ class LogsIngestionSink:
             ca_bundle=config.tls.ca_file,
             timeout_secs=config.timeout_secs,
             instance_discovery=authority in _PUBLIC_AUTHORITIES,
+            proxy_url=config.proxy_url,
         )
 
     def groups(self, events: Sequence[Event]) -> tuple[list[list[int]], dict[int, str]]:

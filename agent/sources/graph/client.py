@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agent.auth import ClientCredential
+from agent.auth import ClientCredential, env_proxy
 from agent.clock import Clock
 from agent.errors import SourceError, ThrottledError, TransientSourceError
 from agent.metrics import AgentMetrics
@@ -104,13 +104,12 @@ class GraphClient:
 
     def _sessions(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
         if self._session is None or self._fresh is None:
-            # trust_env: HTTPS_PROXY/NO_PROXY apply unless a proxy is configured explicitly.
+            # No trust_env: the proxy (configured, else HTTPS_PROXY/NO_PROXY) is passed per request.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._cfg.max_concurrent_requests),
-                trust_env=True,
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._cfg.max_concurrent_requests)
             )
             self._fresh = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True), trust_env=True
+                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True)
             )
         return self._session, self._fresh
 
@@ -198,7 +197,11 @@ class GraphClient:
             use = fresh if fresh_connection else session
             try:
                 async with use.get(
-                    url, params=params, headers=headers, timeout=self._timeout, proxy=self._proxy
+                    url,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
+                    proxy=self._proxy or env_proxy(url),
                 ) as resp:
                     body = await resp.read()
                     status = resp.status
