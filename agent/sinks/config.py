@@ -147,7 +147,9 @@ class UdpSinkConfig(_Socket):
     oversize: Literal["truncate", "drop"] = "truncate"
 
 
-class _Http(_Sink):
+class HttpCommonConfig(_Sink):
+    """Keys every HTTP sink has (Splunk HEC, Elasticsearch, Logs Ingestion, http)."""
+
     #: Total time for one HTTP request, connect included.
     timeout_secs: float = Field(default=30.0, gt=0)
     #: ``gzip``: request bodies are gzip-compressed (``Content-Encoding: gzip``); ``none``: sent as is.
@@ -158,7 +160,7 @@ class _Http(_Sink):
     proxy_url: Secret | None = None
 
 
-class _JsonHttp(_Http):
+class _JsonHttp(HttpCommonConfig):
     #: Must be a JSON codec (``json``, the default here, or ``ecs``).
     codec: CodecConfig = Field(default_factory=JsonCodecConfig)
 
@@ -171,7 +173,7 @@ class _JsonHttp(_Http):
         return self
 
 
-class SplunkHecSinkConfig(_Http):
+class SplunkHecSinkConfig(HttpCommonConfig):
     """Splunk HTTP Event Collector, ``/services/collector/event``, with indexer acknowledgement."""
 
     type: Literal["splunk_hec"]
@@ -250,7 +252,7 @@ class LogsIngestionSinkConfig(_JsonHttp):
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
 
 
-class HttpSinkConfig(_Http):
+class HttpSinkConfig(HttpCommonConfig):
     """Any HTTP endpoint taking NDJSON (one message per line) in a POST."""
 
     type: Literal["http"]

@@ -30,7 +30,7 @@ from agent.auth import env_proxy
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult
-from agent.sinks.config import TlsConfig
+from agent.sinks.config import HttpCommonConfig, TlsConfig
 from agent.sinks.tls import client_context
 
 #: Responses larger than this are not read (a ``_bulk`` reply for a 1 MB batch is far smaller).
@@ -108,6 +108,14 @@ async def send_halving(events: Sequence[Event], attempt: SendAttempt) -> SendRes
 
 class HttpClient:
     """One ``aiohttp.ClientSession`` (opened by ``start``, closed by ``aclose``) for one sink."""
+
+    @classmethod
+    def for_sink(cls, config: HttpCommonConfig) -> HttpClient:
+        """The client an HTTP sink's common keys describe (TLS, timeout, compression, proxy)."""
+        proxy = config.proxy_url.get_secret_value() if config.proxy_url else None
+        return cls(
+            config.name, config.tls, config.timeout_secs, config.compression == "gzip", proxy_url=proxy
+        )
 
     def __init__(
         self,

@@ -43,13 +43,7 @@ class ElasticsearchSink:
     def __init__(self, config: ElasticsearchSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient(
-            config.name,
-            config.tls,
-            config.timeout_secs,
-            config.compression == "gzip",
-            proxy_url=config.proxy_url.get_secret_value() if config.proxy_url else None,
-        )
+        self._http = HttpClient.for_sink(config)
         self._url = config.url.rstrip("/") + "/_bulk"
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": "application/json"}
         if config.api_key is not None:

@@ -55,13 +55,7 @@ class LogsIngestionSink:
     ) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient(
-            config.name,
-            config.tls,
-            config.timeout_secs,
-            config.compression == "gzip",
-            proxy_url=config.proxy_url.get_secret_value() if config.proxy_url else None,
-        )
+        self._http = HttpClient.for_sink(config)
         self._url = (
             f"{config.endpoint.rstrip('/')}/dataCollectionRules/{config.dcr_immutable_id}"
             f"/streams/{config.stream}"

@@ -59,13 +59,7 @@ class SplunkHecSink:
     def __init__(self, config: SplunkHecSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient(
-            config.name,
-            config.tls,
-            config.timeout_secs,
-            config.compression == "gzip",
-            proxy_url=config.proxy_url.get_secret_value() if config.proxy_url else None,
-        )
+        self._http = HttpClient.for_sink(config)
         base = config.url.rstrip("/")
         self._event_url = base + "/services/collector/event"
         self._ack_url = base + "/services/collector/ack"
