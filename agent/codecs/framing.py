@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-FramingName = Literal["octet_counting", "newline", "none"]
-
 
 class OctetCountingFramer:
     """``MSG-LEN SP MSG`` (RFC 6587 §3.4.1): safe for any payload bytes."""

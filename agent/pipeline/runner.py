@@ -64,7 +64,6 @@ class SinkRunner:
         self._m = metrics
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self.healthy = False
         self._on_health = on_health
 
     async def run(self) -> None:
@@ -200,7 +199,6 @@ class SinkRunner:
                 attempt += 1
 
     def _set_health(self, up: bool) -> None:
-        self.healthy = up
         self._m.sink_up.labels(self.sink.name).set(1 if up else 0)
         if self._on_health is not None:
             self._on_health(up)

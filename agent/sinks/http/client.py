@@ -125,7 +125,6 @@ class HttpClient:
         gzip_bodies: bool,
         proxy_url: str | None = None,
     ) -> None:
-        self._sink = sink
         self._proxy = proxy_url or None
         self._ssl = client_context(tls, sink)
         self._timeout = aiohttp.ClientTimeout(total=timeout_secs)

@@ -37,11 +37,6 @@ class RateBudget:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    @property
-    def blocked_for(self) -> float:
-        """Seconds until a Retry-After block ends (0 when not blocked)."""
-        return max(0.0, self._blocked_until - self._clock.monotonic())
-
     def available(self) -> float:
         """Requests that would be granted at once now (0 while a Retry-After block lasts); read-only."""
         now = self._clock.monotonic()
