@@ -31,14 +31,27 @@ from agent.codecs.flat import (
     compile_entries,
     fit,
 )
-from agent.codecs.paths import Path, as_text, compile_path, evidence_index, lookup
+from agent.codecs.paths import (
+    DEVICE,
+    FILE,
+    FILE_HASH,
+    FILE_NAME,
+    FILE_PATH,
+    HOST_NAME,
+    IP_ADDRESS,
+    PROCESS,
+    URL,
+    USER,
+    USER_DOMAIN,
+    USER_NAME,
+    Path,
+    as_text,
+    compile_path,
+    evidence_index,
+    lookup,
+)
 from agent.codecs.text import EpochMillis, clean, cut
 from agent.model import Alert
-
-_DEVICE = "evidence[deviceEvidence]"
-_USER = "evidence[userEvidence].userAccount"
-_PROC = "evidence[processEvidence]"
-_FILE = "evidence[fileEvidence].fileDetails"
 
 DEFAULT_MAPPING: tuple[Default, ...] = (
     ("rt", "lastUpdateDateTime", "", ""),
@@ -47,21 +60,21 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("externalId", "id", "", ""),
     ("cat", "category", "", ""),
     ("msg", "description", "", ""),
-    ("shost", f"{_DEVICE}.deviceDnsName | {_DEVICE}.hostName", "", ""),
-    ("sourceDnsDomain", f"{_DEVICE}.dnsDomain", "", ""),
-    ("deviceExternalId", f"{_DEVICE}.mdeDeviceId", "", ""),
-    ("src", f"evidence[ipEvidence].ipAddress | {_DEVICE}.ipInterfaces", "", ""),
-    ("c6a1", f"evidence[ipEvidence].ipAddress | {_DEVICE}.ipInterfaces", "c6a1Label", "ipv6Address"),
-    ("suser", f"{_USER}.accountName | {_PROC}.userAccount.accountName", "", ""),
-    ("sntdom", f"{_USER}.domainName | {_PROC}.userAccount.domainName", "", ""),
-    ("suid", f"{_USER}.userPrincipalName | {_USER}.azureAdUserId | {_USER}.userSid", "", ""),
-    ("fname", f"{_FILE}.fileName", "", ""),
-    ("filePath", f"{_FILE}.filePath", "", ""),
-    ("fileHash", f"{_FILE}.sha256 | {_FILE}.sha1", "", ""),
-    ("fsize", f"{_FILE}.fileSize", "", ""),
-    ("sproc", f"{_PROC}.imageFile.fileName", "", ""),
-    ("spid", f"{_PROC}.processId", "", ""),
-    ("request", "evidence[urlEvidence].url", "", ""),
+    ("shost", HOST_NAME, "", ""),
+    ("sourceDnsDomain", f"{DEVICE}.dnsDomain", "", ""),
+    ("deviceExternalId", f"{DEVICE}.mdeDeviceId", "", ""),
+    ("src", IP_ADDRESS, "", ""),
+    ("c6a1", IP_ADDRESS, "c6a1Label", "ipv6Address"),
+    ("suser", USER_NAME, "", ""),
+    ("sntdom", USER_DOMAIN, "", ""),
+    ("suid", f"{USER}.userPrincipalName | {USER}.azureAdUserId | {USER}.userSid", "", ""),
+    ("fname", FILE_NAME, "", ""),
+    ("filePath", FILE_PATH, "", ""),
+    ("fileHash", FILE_HASH, "", ""),
+    ("fsize", f"{FILE}.fileSize", "", ""),
+    ("sproc", f"{PROCESS}.imageFile.fileName", "", ""),
+    ("spid", f"{PROCESS}.processId", "", ""),
+    ("request", URL, "", ""),
     ("cs1", "detectionSource", "cs1Label", "detectionSource"),
     ("cs2", "status", "cs2Label", "status"),
     ("cs3", "tenantId", "cs3Label", "tenantId"),

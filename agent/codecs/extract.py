@@ -121,16 +121,25 @@ def compile_extractor(
 ) -> Extractor:
     """Build the extractor for ``entries`` (:class:`agent.codecs.flat.Entry`); ``converters`` by kind."""
     names = {kind: f"conv{kind}" for kind in converters}
-    scope: dict[str, Any] = {
-        "as_text": as_text,
-        "cut": cut,
-        "evidence_index": evidence_index,
-        "hook": hook,
-        **{names[k]: fn for k, fn in converters.items()},
-    }
-    exec(compile(_source(entries, names), "<agent.codecs.extract>", "exec"), scope)  # noqa: S102 (see module doc)
-    extract: Extractor = scope["extract"]
+    scope = _scope(names, converters, as_text=as_text, cut=cut, hook=hook)
+    extract: Extractor = _define(_source(entries, names), "extract", scope)
     return extract
+
+
+def _scope(
+    names: dict[int, str], converters: dict[int, Callable[[Any], str | None]], **extra: Any
+) -> dict[str, Any]:
+    """The globals a generated function sees: the helpers it calls and the converters by name."""
+    return {"evidence_index": evidence_index, **extra, **{names[k]: fn for k, fn in converters.items()}}
+
+
+def _define(source: str, name: str, scope: dict[str, Any]) -> Any:
+    """Compile generated ``source`` into ``scope`` and return the function ``name`` it defines.
+
+    Only validated field names reach the source and every literal goes through ``repr`` (module doc).
+    """
+    exec(compile(source, f"<agent.codecs.extract.{name}>", "exec"), scope)  # noqa: S102
+    return scope[name]
 
 
 #: Stand-ins for ``=`` and the pair separator in the fast path's output: control characters, which
@@ -263,17 +272,11 @@ def compile_fast(
 ) -> FastExtractor:
     """Build the fast extractor of :func:`fast_source` (same safety argument as :func:`compile_extractor`)."""
     names = {kind: f"conv{kind}" for kind in converters}
-    scope: dict[str, Any] = {
-        "as_text": as_text,
-        "text": _text,
-        "head_text": _head_text,
-        "itemgetter": itemgetter,
-        "evidence_index": evidence_index,
-        **{names[k]: fn for k, fn in converters.items()},
-    }
+    scope = _scope(
+        names, converters, as_text=as_text, text=_text, head_text=_head_text, itemgetter=itemgetter
+    )
     source, top = fast_source(entries, names, headers)
     if len(top) > 1:
         scope["TOP"] = itemgetter(*top)
-    exec(compile(source, "<agent.codecs.extract.fast>", "exec"), scope)  # noqa: S102
-    fast: FastExtractor = scope["fast"]
+    fast: FastExtractor = _define(source, "fast", scope)
     return fast

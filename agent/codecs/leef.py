@@ -16,7 +16,19 @@ from datetime import UTC
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import LeefCodecConfig
 from agent.codecs.flat import IP, STR, Default, Mapper, Part, compile_entries, fit
-from agent.codecs.paths import as_text, compile_path, lookup
+from agent.codecs.paths import (
+    FILE_HASH,
+    FILE_NAME,
+    FILE_PATH,
+    HOST_NAME,
+    IP_ADDRESS,
+    URL,
+    USER_DOMAIN,
+    USER_NAME,
+    as_text,
+    compile_path,
+    lookup,
+)
 from agent.codecs.text import clean, cut, parse_time
 from agent.model import Alert
 
@@ -24,10 +36,6 @@ _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _TIME_KIND = 100
 DEV_TIME_FORMAT = "MMM dd yyyy HH:mm:ss.SSS z"
 
-_USER = "evidence[userEvidence].userAccount"
-_PROC = "evidence[processEvidence]"
-_FILE = "evidence[fileEvidence].fileDetails"
-_DEVICE = "evidence[deviceEvidence]"
 
 DEFAULT_MAPPING: tuple[Default, ...] = (
     ("devTime", "lastUpdateDateTime", "devTimeFormat", DEV_TIME_FORMAT),
@@ -35,14 +43,14 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("alertId", "id", "", ""),
     ("title", "title", "", ""),
     ("description", "description", "", ""),
-    ("usrName", f"{_USER}.accountName | {_PROC}.userAccount.accountName", "", ""),
-    ("domain", f"{_USER}.domainName | {_PROC}.userAccount.domainName", "", ""),
-    ("identHostName", f"{_DEVICE}.deviceDnsName | {_DEVICE}.hostName", "", ""),
-    ("src", f"evidence[ipEvidence].ipAddress | {_DEVICE}.ipInterfaces", "", ""),
-    ("url", "evidence[urlEvidence].url", "", ""),
-    ("fileName", f"{_FILE}.fileName", "", ""),
-    ("filePath", f"{_FILE}.filePath", "", ""),
-    ("fileHash", f"{_FILE}.sha256 | {_FILE}.sha1", "", ""),
+    ("usrName", USER_NAME, "", ""),
+    ("domain", USER_DOMAIN, "", ""),
+    ("identHostName", HOST_NAME, "", ""),
+    ("src", IP_ADDRESS, "", ""),
+    ("url", URL, "", ""),
+    ("fileName", FILE_NAME, "", ""),
+    ("filePath", FILE_PATH, "", ""),
+    ("fileHash", FILE_HASH, "", ""),
     ("status", "status", "", ""),
     ("classification", "classification", "", ""),
     ("serviceSource", "serviceSource", "", ""),

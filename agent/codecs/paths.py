@@ -29,6 +29,21 @@ _NAME = r"[A-Za-z_@][A-Za-z0-9_@.\-]*"
 _STEP = re.compile(rf"^(?:evidence\[(\*|[A-Za-z][A-Za-z0-9]*)\]\.)?({_NAME})$")
 
 
+# Field paths both default mappings (CEF, LEEF) read: where alerts_v2 evidence keeps each fact.
+DEVICE = "evidence[deviceEvidence]"
+USER = "evidence[userEvidence].userAccount"
+PROCESS = "evidence[processEvidence]"
+FILE = "evidence[fileEvidence].fileDetails"
+HOST_NAME = f"{DEVICE}.deviceDnsName | {DEVICE}.hostName"
+IP_ADDRESS = f"evidence[ipEvidence].ipAddress | {DEVICE}.ipInterfaces"
+USER_NAME = f"{USER}.accountName | {PROCESS}.userAccount.accountName"
+USER_DOMAIN = f"{USER}.domainName | {PROCESS}.userAccount.domainName"
+FILE_NAME = f"{FILE}.fileName"
+FILE_PATH = f"{FILE}.filePath"
+FILE_HASH = f"{FILE}.sha256 | {FILE}.sha1"
+URL = "evidence[urlEvidence].url"
+
+
 @dataclass(frozen=True, slots=True)
 class Path:
     """One alternative: an optional evidence type (``*`` = any) and the property names to follow."""
@@ -119,8 +134,3 @@ def _json(value: Any) -> str | None:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:  # lone surrogates
         return orjson.dumps(repair(value)).decode()
-
-
-def uses_evidence(paths: Sequence[tuple[Path, ...]]) -> bool:
-    """Whether any of ``paths`` reads evidence (so an index is worth building)."""
-    return any(alt.evidence is not None for alts in paths for alt in alts)
