@@ -109,11 +109,12 @@ class StreamPoller:
             clause += f" and serviceSource eq '{self.spec.service_source}'"
         return clause
 
-    def _is_new(self, item_id: str, ts: str) -> bool:
+    def _is_new(self, item_id: str, key: str) -> bool:
+        """Not forwarded yet: an unknown id, or (``forward_updates = "all"``) a later version of one."""
         previous = self.emitted.get(item_id)
         if previous is None:
             return True
-        return self.by_version and sort_key(ts) > sort_key(previous)
+        return self.by_version and key > sort_key(previous)
 
     async def _page(self, items: list[dict[str, Any]], result: _Pass) -> None:
         m = self.ctx.metrics
@@ -139,7 +140,7 @@ class StreamPoller:
                 result.oldest, oldest_key = ts, key
             if best_key is None or key > best_key:
                 result.best, best_key = ts, key
-            if not self._is_new(item_id, ts):
+            if not self._is_new(item_id, key):
                 m.alerts_duplicate.labels(self.stream).inc()
                 continue
             fresh.append(item)
