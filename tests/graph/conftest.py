@@ -17,13 +17,6 @@ __all__ = ["proxy"]
 SimFactory = Callable[..., Awaitable[GraphSimulator]]
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests talk to 127.0.0.1 only; a proxy in the CI environment must not interfere."""
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
 @pytest.fixture
 async def make_sim(tls_files: TlsFiles) -> AsyncIterator[SimFactory]:
     """Start simulators (one per tenant) and stop them all afterwards."""

@@ -26,7 +26,7 @@ from tests.fakes.hec import fake_hec
 from tests.fakes.http import ndjson_receiver
 from tests.fakes.logs_ingestion import fake_logs
 from tests.fakes.osmem import osmem
-from tests.fakes.proxy import clear_proxy_env, proxy
+from tests.fakes.proxy import proxy
 from tests.fakes.syslog import tcp_receiver, udp_receiver
 from tests.receivers.fixtures import rsyslog, syslog_ng
 
@@ -67,12 +67,6 @@ def events(n: int, start: int = 0, **extra: Any) -> list[Event]:
 
 def ids_of(payloads: Sequence[bytes]) -> list[str]:
     return [orjson.loads(p)["id"] for p in payloads]
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sinks talk to 127.0.0.1 only; HTTP sinks honour proxy variables, so a CI proxy must not interfere."""
-    clear_proxy_env(monkeypatch)
 
 
 @pytest.fixture
