@@ -185,14 +185,19 @@ class SinkRunner:
             self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
             self._set_health(True)
             retry = set(result.retry)
-            done = [e for i, e in enumerate(pending) if i not in retry and i not in result.rejected]
+            not_sent = retry | result.rejected.keys() | result.dropped.keys()
+            done = [e for i, e in enumerate(pending) if i not in not_sent]
+            for reason in result.dropped.values():
+                self._m.dropped.labels(f"sink:{self.sink.name}", reason).inc()
             self._m.events_sent.labels(self.sink.name).inc(len(done))
             self._m.bytes_sent.labels(self.sink.name).inc(sum(len(e.payload) for e in done))
             self._m.batches_sent.labels(self.sink.name).inc()
             for i, reason in sorted(result.rejected.items()):
                 await self._dead.write(self.sink.name, reason, [pending[i].alert])
                 self._m.dead_lettered.labels(self.sink.name, "rejected").inc()
-            pending = [pending[i] for i in sorted(retry) if i not in result.rejected]
+            pending = [
+                pending[i] for i in sorted(retry) if i not in result.rejected and i not in result.dropped
+            ]
             if pending:
                 self._m.send_retries.labels(self.sink.name).inc()
                 await self._sleep(backoff(attempt, self._retry, self._rng))

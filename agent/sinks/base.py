@@ -22,11 +22,13 @@ class SendResult:
 
     ``rejected`` maps an index in the batch to the receiver's reason for a permanent rejection (the
     event goes to the dead-letter file); ``retry`` lists indexes that failed transiently and are to
-    be sent again.
+    be sent again; ``dropped`` maps indexes the sink's own policy discarded (e.g. UDP ``oversize =
+    "drop"``) to the reason, which the runner counts once in ``siem_agent_dropped_total``.
     """
 
     rejected: dict[int, str] = field(default_factory=dict)
     retry: list[int] = field(default_factory=list)
+    dropped: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

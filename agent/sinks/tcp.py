@@ -118,7 +118,8 @@ class TcpSink:
         self._acked_bytes = 0
 
     async def start(self) -> None:
-        await self._connect()
+        if self._writer is None:  # starting a connected sink must not leak its connection
+            await self._connect()
 
     async def _connect(self) -> asyncio.StreamWriter:
         try:

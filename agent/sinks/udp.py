@@ -5,7 +5,8 @@ datagram is lost silently. Send errors the kernel does report (``ECONNREFUSED`` 
 port-unreachable on the connected socket, no route) raise ``TransientSinkError`` and the batch is
 re-sent. A message longer than ``max_datagram_bytes`` is never split: it is truncated (at a UTF-8
 character boundary; counted in ``siem_agent_truncated_fields_total{field="datagram"}``) or dropped
-(counted in ``siem_agent_dropped_total{component="sink:<name>",reason="oversize"}``), per ``oversize``.
+(reported in ``SendResult.dropped``; the runner counts it once in
+``siem_agent_dropped_total{component="sink:<name>",reason="oversize"}``), per ``oversize``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class UdpSink:
         self._peer = f"{config.host}:{config.port}"
 
     async def start(self) -> None:
-        await self._open()
+        if self._sock is None:  # starting an open sink must not leak its socket
+            await self._open()
 
     async def _open(self) -> socket.socket:
         loop = asyncio.get_running_loop()
@@ -65,25 +67,28 @@ class UdpSink:
         self._sock = sock
         return sock
 
-    def _datagrams(self, events: Sequence[Event]) -> list[bytes]:
+    def _datagrams(self, events: Sequence[Event]) -> tuple[list[bytes], dict[int, str]]:
+        """The datagrams to send, and the events dropped by ``oversize = "drop"`` (the runner counts them)."""
         limit = self._cfg.max_datagram_bytes
         out = []
-        for e in events:
+        dropped: dict[int, str] = {}
+        for i, e in enumerate(events):
             if len(e.payload) <= limit:
                 out.append(e.payload)
             elif self._cfg.oversize == "truncate":
                 out.append(truncate_utf8(e.payload, limit))
                 self._m.truncated.labels(self.name, "datagram").inc()
             else:
-                self._m.dropped.labels(f"sink:{self.name}", "oversize").inc()
-        return out
+                dropped[i] = "oversize"
+        return out, dropped
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         sock = self._sock or await self._open()
         loop = asyncio.get_running_loop()
+        datagrams, dropped = self._datagrams(events)
         try:
             async with asyncio.timeout(self._cfg.connect_timeout_secs):
-                for datagram in self._datagrams(events):
+                for datagram in datagrams:
                     await loop.sock_sendall(sock, datagram)
         except TimeoutError:
             raise TransientSinkError(f"sending to {self._peer} timed out") from None
@@ -92,7 +97,7 @@ class UdpSink:
             self._close()
             self._m.sink_connections.labels(self.name, "error").inc()
             raise TransientSinkError(f"send to {self._peer} failed: {exc.strerror}") from None
-        return SendResult()
+        return SendResult(dropped=dropped)
 
     def _close(self) -> None:
         sock, self._sock = self._sock, None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
 from agent.errors import TransientSinkError
@@ -10,7 +13,7 @@ from agent.model import Event
 from agent.sinks import SinkContext
 from agent.sinks.udp import truncate_utf8
 from tests.fakes.syslog import UdpReceiver
-from tests.sinks.conftest import alert, build, events, ids_of
+from tests.sinks.conftest import RunnerHarness, alert, build, events, ids_of
 
 
 def table(port: int, **over: object) -> dict[str, object]:
@@ -45,16 +48,22 @@ async def test_oversize_truncated_and_counted(
 
 
 async def test_oversize_dropped_and_counted(
-    udp_receiver: UdpReceiver, ctx: SinkContext, metrics: AgentMetrics
+    udp_receiver: UdpReceiver, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path
 ) -> None:
-    """``oversize = "drop"`` sends nothing for the message and counts it."""
-    sink = build(table(udp_receiver.port, max_datagram_bytes=600, oversize="drop"), ctx)
-    await sink.send([Event(alert(1), b"x" * 601), *events(1, start=2)])
+    """``oversize = "drop"`` sends nothing for the message and counts it once, as dropped, not as sent."""
+    t = table(udp_receiver.port, max_datagram_bytes=600, oversize="drop", batch={"timeout_secs": 0})
+    sink = build(t, ctx)
+    result = await sink.send([Event(alert(1), b"x" * 601), *events(1, start=2)])
+    assert result.dropped == {0: "oversize"} and not result.retry and not result.rejected
     await udp_receiver.wait_datagrams(1)
-    await sink.send(events(1, start=3))
+    harness = RunnerHarness(sink, t, metrics, tmp_path)
+    await harness.feed([alert(4, title="t" * 700), alert(3)], per_batch=2)
+    await asyncio.wait_for(harness.runner.run(), 10)
     await udp_receiver.wait_datagrams(2)
     assert ids_of(udp_receiver.datagrams) == [alert(2)["id"], alert(3)["id"]]
     assert metrics.dropped.labels("sink:test", "oversize")._value.get() == 1
+    assert metrics.events_sent.labels("test")._value.get() == 1
+    assert len(harness.commits) == 1  # dropping by policy still acknowledges the batch
     await sink.aclose()
 
 

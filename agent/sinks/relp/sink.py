@@ -47,7 +47,8 @@ class RelpSink:
         self._g_bytes = self._m.sink_unacked_bytes.labels(self.name)
 
     async def start(self) -> None:
-        await self._open()
+        if self._session is None:  # starting a connected sink must not leak its session
+            await self._open()
 
     async def _open(self) -> RelpSession:
         try:
