@@ -395,6 +395,12 @@ class GraphSimulator:
             return await self._fault(request, self.faults.popleft())
         return None
 
+    def _next_link(self, request: web.Request, skip: int) -> str:
+        """The ``@odata.nextLink`` of the page after this one: same query, ``$skiptoken`` moved on."""
+        params = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$count")}
+        params["$skiptoken"] = str(skip)
+        return f"{self.base_url}{request.path}?{urlencode(params)}"
+
     async def _list_backlog(self, request: web.Request, backlog: SyntheticBacklog) -> web.Response:
         refused = await self._refusal(request)
         if refused is not None:
@@ -412,10 +418,7 @@ class GraphSimulator:
             parts.append(b',"@odata.count":%d' % total)
         parts += [b',"value":', value]
         if skip + top < total:
-            params = {k: v for k, v in q.items() if k not in ("$skiptoken", "$count")}
-            params["$skiptoken"] = str(skip + top)
-            link = f"{self.base_url}{request.path}?{urlencode(params)}"
-            parts += [b',"@odata.nextLink":', orjson.dumps(link)]
+            parts += [b',"@odata.nextLink":', orjson.dumps(self._next_link(request, skip + top))]
         parts.append(b"}")
         seen = self._record(request, 200)
         for hook in list(self.hooks):
@@ -448,9 +451,7 @@ class GraphSimulator:
             doc["@odata.count"] = len(chosen)
         doc["value"] = chosen[skip : skip + top]
         if skip + top < len(chosen):
-            params = {k: v for k, v in q.items() if k not in ("$skiptoken", "$count")}
-            params["$skiptoken"] = str(skip + top)
-            doc["@odata.nextLink"] = f"{self.base_url}{request.path}?{urlencode(params)}"
+            doc["@odata.nextLink"] = self._next_link(request, skip + top)
         seen = self._record(request, 200)
         body = orjson.dumps(doc)  # serialized before hooks change the data
         for hook in list(self.hooks):
