@@ -147,6 +147,14 @@ class UdpSinkConfig(_Socket):
     oversize: Literal["truncate", "drop"] = "truncate"
 
 
+def _one_auth(token_key: str, token: object, username: str | None, password: object) -> None:
+    """At most one way to authenticate: the token, or username and password together."""
+    if token is not None and (username or password):
+        raise ValueError(f"use either {token_key} or username/password")
+    if (username is None) != (password is None):
+        raise ValueError("username and password go together")
+
+
 class HttpCommonConfig(_Sink):
     """Keys every HTTP sink has (Splunk HEC, Elasticsearch, Logs Ingestion, http)."""
 
@@ -221,10 +229,7 @@ class ElasticsearchSinkConfig(_JsonHttp):
 
     @model_validator(mode="after")
     def _auth(self) -> ElasticsearchSinkConfig:
-        if self.api_key is not None and (self.username or self.password):
-            raise ValueError("use either api_key or username/password")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
+        _one_auth("api_key", self.api_key, self.username, self.password)
         return self
 
 
@@ -271,10 +276,7 @@ class HttpSinkConfig(HttpCommonConfig):
 
     @model_validator(mode="after")
     def _auth(self) -> HttpSinkConfig:
-        if self.bearer_token is not None and (self.username or self.password):
-            raise ValueError("use either bearer_token or username/password")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("username and password go together")
+        _one_auth("bearer_token", self.bearer_token, self.username, self.password)
         return self
 
 
