@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
+
+from tests.receivers import binaries
+from tests.receivers.fixtures import require
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "siem-agent.service"
 
@@ -22,12 +24,12 @@ def directives(text: str) -> dict[str, list[str]]:
 class TestUnit:
     def test_exposure_score_at_most_1_5(self, tmp_path: Path) -> None:
         """systemd-analyze security --offline rates the unit 1.5 or better."""
-        analyze = shutil.which("systemd-analyze")
-        assert analyze is not None, "systemd-analyze missing: .ci/run installs Debian's systemd package"
+        analyze = require(binaries.systemd_analyze())
         copy = tmp_path / "siem-agent.service"
         copy.write_text(UNIT.read_text())
         proc = subprocess.run(
-            [analyze, "security", "--offline=true", "--no-pager", str(copy)],
+            [*analyze.argv, "security", "--offline=true", "--no-pager", str(copy)],
+            env=analyze.env,
             capture_output=True,
             text=True,
             timeout=60,

@@ -5,8 +5,10 @@ temporary directory, with a pidfile and no systemd, and stop it on teardown. Eac
 is one JSON object per line in the receiver's output file; :meth:`Receiver.wait_for` polls that file
 (bounded in time) until N records arrived after a :meth:`Receiver.mark`.
 
-Install the daemons with ``bash tests/receivers/install.sh`` (root). A missing binary FAILS the
-fixture with that instruction: these tests are never skipped.
+``make test`` fetches the daemons first (``tests/receivers/install.sh`` unpacks them into
+``.cache/receivers``; ``binaries.py`` finds them). When they could not be had (no Debian archive),
+the tests that need them are skipped with the reason ``install.sh`` recorded; under ``CI=true``
+they fail instead: CI always has them.
 
 Ports (``Receiver.ports``): rsyslog ``tcp`` (octet counting and LF framing), ``tls``, ``udp``,
 ``relp`` and ``relp_tls`` (imrelp; no asynchronous queue, so "acknowledged" means "written";
@@ -27,7 +29,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -39,10 +40,33 @@ from typing import Any
 
 import pytest
 
+from tests.receivers import binaries
+from tests.receivers.binaries import Program
+
 HERE = Path(__file__).resolve().parent
-SYSLOG_NG_ROOT = Path(os.environ.get("SIEM_AGENT_SYSLOG_NG_ROOT", "/opt/siem-agent-test/syslog-ng"))
-INSTALL_HINT = "run `bash tests/receivers/install.sh` as root to install the test receivers"
 START_TIMEOUT_SECS = 15.0
+
+
+def in_ci() -> bool:
+    """CI=true (``.ci/run``): a missing receiver is a failure there, never a skip."""
+    return os.environ.get("CI", "").lower() in {"true", "1"}
+
+
+def require(program: Program | None) -> Program:
+    """``program``, or skip the test with the one-line reason (fail under CI)."""
+    if program is not None:
+        return program
+    reason = binaries.unavailable_reason()
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the receiver tests are never skipped in CI)")
+    pytest.skip(reason)
+
+
+def require_receivers() -> None:
+    """Skip (fail under CI) unless both rsyslogd and syslog-ng are there. Called for every test
+    marked ``receivers`` from one place (tests/conftest.py), so the skip reason is reported once."""
+    require(binaries.rsyslog())
+    require(binaries.syslog_ng())
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -287,10 +311,7 @@ def _wait_udp(receiver: Receiver, port: int, probe: bytes) -> None:
 
 def start_rsyslog(workdir: Path) -> Receiver:
     """Start rsyslogd on free ports in ``workdir``."""
-    binary = shutil.which("rsyslogd", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
-    modules = [m for m in ("mmnormalize", "imrelp") if not list(Path("/usr/lib").glob(f"*/rsyslog/{m}.so"))]
-    if binary is None or modules:
-        pytest.fail(f"rsyslogd (with mmnormalize and imrelp) is not installed: {INSTALL_HINT}")
+    program = require(binaries.rsyslog())
     (workdir / "work").mkdir(parents=True)
     ca = make_tls(workdir / "tls")
     ports = {
@@ -311,10 +332,13 @@ def start_rsyslog(workdir: Path) -> Receiver:
         workdir,
         ports,
         ca,
-        command=[binary, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")],
+        command=[*program.argv, "-n", "-f", str(conf), "-i", str(workdir / "rsyslogd.pid")],
+        env=program.env,
         tcp_ports=[ports["tcp"], ports["tls"], ports["relp"], ports["relp_tls"]],
     )
-    check = subprocess.run([binary, "-N1", "-f", str(conf)], capture_output=True, timeout=30, check=False)
+    check = subprocess.run(
+        [*program.argv, "-N1", "-f", str(conf)], capture_output=True, timeout=30, check=False, env=program.env
+    )
     if check.returncode != 0:
         pytest.fail(f"rsyslog config check failed:\n{check.stderr.decode()[-4000:]}")
     receiver.spawn()
@@ -324,10 +348,7 @@ def start_rsyslog(workdir: Path) -> Receiver:
 
 def start_syslog_ng(workdir: Path) -> Receiver:
     """Start syslog-ng (unpacked by install.sh) on free ports in ``workdir``."""
-    binary = SYSLOG_NG_ROOT / "usr/sbin/syslog-ng"
-    modules = SYSLOG_NG_ROOT / "usr/lib/syslog-ng/3.38"
-    if not binary.exists() or not (modules / "libjson-plugin.so").exists():
-        pytest.fail(f"syslog-ng 3.38 is not unpacked in {SYSLOG_NG_ROOT}: {INSTALL_HINT}")
+    program = require(binaries.syslog_ng())
     (workdir / "var").mkdir(parents=True)
     ca = make_tls(workdir / "tls")
     ports = {
@@ -344,11 +365,11 @@ def start_syslog_ng(workdir: Path) -> Receiver:
         conf,
         {"WORKDIR": str(workdir)} | {f"PORT_{k.upper()}": str(v) for k, v in ports.items()},
     )
-    env = os.environ | {"LD_LIBRARY_PATH": str(SYSLOG_NG_ROOT / "usr/lib/syslog-ng")}
+    env = program.env
     cmd = [
-        str(binary),
+        *program.argv,
         "-f", str(conf),
-        f"--module-path={modules}",
+        f"--module-path={program.module_dir}",
         "-p", str(workdir / "syslog-ng.pid"),
         "-R", str(workdir / "var/persist"),
         "-c", str(workdir / "var/ctl"),

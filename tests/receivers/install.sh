@@ -1,61 +1,116 @@
 #!/usr/bin/env bash
-# Install the real syslog receivers the codec and sink tests parse our output with.
+# Fetch the real programs the test suite runs against, into a cache folder inside the checkout.
 #
-#   bash tests/receivers/install.sh        # as root (CI, dev containers); idempotent, quiet when done
+#   bash tests/receivers/install.sh        # `make test` runs it; no root needed; quiet when done
 #
-# rsyslog 8.2302 (+ gnutls driver, imrelp/librelp 1.11 for RELP, mmnormalize/liblognorm for CEF)
-# comes from apt. syslog-ng-core 3.38 Conflicts with rsyslog in apt (both provide system-log-daemon),
-# so it is unpacked from its .deb with `apt-get download` + `dpkg -x` into $SIEM_AGENT_SYSLOG_NG_ROOT
-# and run from there.
-# No daemon is started: the test fixtures run both receivers in the foreground on loopback.
+# What: rsyslog 8.2302 (+ gnutls driver, imrelp/librelp for RELP, mmnormalize/liblognorm for CEF),
+# syslog-ng-core 3.38, and — only when it is not on PATH — systemd-analyze (Debian's systemd).
+# How: a private apt state (no root, no system change) runs `apt-get update`, then
+# `apt-get install --download-only` of each group, and every .deb is unpacked with `dpkg -x` into
+# its own root under the cache: rsyslog and syslog-ng Conflict in apt, here they never meet.
+# Libraries the system already has are used from the system; the rest come unpacked
+# (tests/receivers/binaries.py sets LD_LIBRARY_PATH and rsyslog's module dir).
+#
+# Where: $SIEM_AGENT_RECEIVERS_DIR, default <checkout>/.cache/receivers (ignored by git).
+# A stamp makes the next run a no-op (no download). When the Debian archive cannot be reached, the
+# reason is written to <cache>/unavailable and the receiver tests are skipped with it — except under
+# CI=true, where this script and those tests fail.
 set -euo pipefail
 
-SNG_ROOT="${SIEM_AGENT_SYSLOG_NG_ROOT:-/opt/siem-agent-test/syslog-ng}"
-SNG_VERSION="3.38"
-APT_PACKAGES=(rsyslog rsyslog-gnutls rsyslog-relp liblognorm5 openssl
-              libivykis0 libnet1 libwrap0 libjson-c5 libglib2.0-0 libpcre3 libcap2 libssl3)
-export DEBIAN_FRONTEND=noninteractive
+HERE="$(cd "$(dirname "$0")" && pwd)"
+CHECKOUT="$(cd "$HERE/../.." && pwd)"
+CACHE="${SIEM_AGENT_RECEIVERS_DIR:-$CHECKOUT/.cache/receivers}"
+# Bump when the package list or the layout below changes: the next run reinstalls.
+RECIPE="3 rsyslog=rsyslog,rsyslog-gnutls,rsyslog-relp,liblognorm5 syslog-ng=syslog-ng-core systemd=systemd"
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-sng_ok=0
-[ -x "$SNG_ROOT/usr/sbin/syslog-ng" ] && [ -f "$SNG_ROOT/usr/lib/syslog-ng/$SNG_VERSION/libjson-plugin.so" ] \
-  && [ -f "$SNG_ROOT/.installed" ] && sng_ok=1
+RSYSLOG_PACKAGES=(rsyslog rsyslog-gnutls rsyslog-relp liblognorm5)
+SYSLOG_NG_PACKAGES=(syslog-ng-core)
+SYSTEMD_PACKAGES=(systemd)
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$sng_ok" -eq 1 ]; then
+ci() { [ "${CI:-}" = "true" ] || [ "${CI:-}" = "1" ]; }
+
+need_systemd() { ! command -v systemd-analyze >/dev/null 2>&1; }
+
+stamp_ok() {
+  [ -f "$CACHE/.installed" ] || return 1
+  [ "$(head -n 1 "$CACHE/.installed")" = "$RECIPE" ] || return 1
+  [ -x "$CACHE/rsyslog/usr/sbin/rsyslogd" ] && [ -x "$CACHE/syslog-ng/usr/sbin/syslog-ng" ] || return 1
+  if need_systemd; then [ -x "$CACHE/systemd/usr/bin/systemd-analyze" ] || return 1; fi
+}
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9  # two `make test` in one checkout: the second waits, then finds the stamp
+
+if stamp_ok; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install.sh: needs root to install: ${missing[*]:-} ${sng_ok/1/}${sng_ok/0/syslog-ng}" >&2
-  exit 1
+
+shown="${CACHE#"$CHECKOUT"/}"
+echo "installing test receivers into $shown … (first run only: about 10 MB from the Debian archive)"
+
+unavailable() {
+  local reason="$1"
+  printf '%s\n' "$reason" >"$CACHE/unavailable"
+  echo "install.sh: test receivers unavailable: $reason" >&2
+  if ci; then
+    echo "install.sh: CI=true: the receiver tests need them; failing" >&2
+    exit 1
+  fi
+  echo "install.sh: the tests that need them will be skipped with this reason" >&2
+  exit 0
+}
+
+command -v apt-get >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1 \
+  || unavailable "apt-get and dpkg not found (a Debian or Ubuntu machine is needed)"
+
+apt_dir="$CACHE/apt"
+log="$CACHE/install.log"
+: >"$log"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+# A private state: lists and downloaded archives live in the cache, the system's dpkg status decides
+# what is already installed. No lock on the system's files (Debug::NoLocking), no privilege drop.
+APT=(apt-get -q -y
+     -o "Dir::State::Lists=$apt_dir/lists"
+     -o "Dir::Cache=$apt_dir/cache"
+     -o "Debug::NoLocking=1"
+     -o "APT::Sandbox::User=$(id -un)"
+     -o "Acquire::Retries=3"
+     -o "Acquire::http::Timeout=30")
+
+if ! "${APT[@]}" update >>"$log" 2>&1; then
+  unavailable "apt-get update failed (is the Debian archive reachable? see $shown/install.log)"
 fi
 
-log="$(mktemp)"
-tmp="$(mktemp -d)"
-chmod 755 "$tmp"  # apt-get download drops privileges to _apt
-trap 'rm -rf "$tmp" "$log"' EXIT
-# Quiet on success; the full apt output on failure.
-run() { "$@" >>"$log" 2>&1 || { cat "$log" >&2; echo "install.sh: failed: $*" >&2; exit 1; }; }
-apt_updated=0
-apt_update() { [ "$apt_updated" -eq 1 ] || { run apt-get update; apt_updated=1; }; }
+# fetch GROUP PACKAGES...: download PACKAGES (and whatever they need that the system lacks), then
+# unpack every .deb into <cache>/GROUP. --reinstall fetches a top-level package even when the system
+# has it installed: the group's root is then complete whatever the machine had.
+fetch() {
+  local group="$1"; shift
+  local archives="$apt_dir/cache/archives"
+  rm -f "$archives"/*.deb
+  if ! "${APT[@]}" install --download-only --reinstall --no-install-recommends "$@" >>"$log" 2>&1; then
+    unavailable "could not download $* (see $shown/install.log)"
+  fi
+  rm -rf "$CACHE/$group.new"
+  mkdir -p "$CACHE/$group.new"
+  local deb
+  for deb in "$archives"/*.deb; do
+    dpkg -x "$deb" "$CACHE/$group.new" >>"$log" 2>&1 || unavailable "dpkg -x $(basename "$deb") failed"
+    basename "$deb" >>"$CACHE/$group.new/.packages"
+  done
+  rm -rf "${CACHE:?}/$group"
+  mv "$CACHE/$group.new" "$CACHE/$group"
+  rm -f "$archives"/*.deb
+}
 
-if [ "${#missing[@]}" -gt 0 ]; then
-  apt_update
-  # Docker-style images ship /usr/sbin/policy-rc.d (exit 101), so postinst starts no system daemon.
-  run apt-get install -y --no-install-recommends "${missing[@]}"
+rm -f "$CACHE/unavailable" "$CACHE/.installed"
+fetch rsyslog "${RSYSLOG_PACKAGES[@]}"
+fetch syslog-ng "${SYSLOG_NG_PACKAGES[@]}"
+if need_systemd; then
+  fetch systemd "${SYSTEMD_PACKAGES[@]}"
 fi
-
-if [ "$sng_ok" -eq 0 ]; then
-  apt_update
-  (cd "$tmp" && run apt-get download syslog-ng-core)
-  rm -rf "$SNG_ROOT"
-  mkdir -p "$SNG_ROOT"
-  for deb in "$tmp"/*.deb; do run dpkg -x "$deb" "$SNG_ROOT"; done
-  touch "$SNG_ROOT/.installed"
-fi
-
-rsyslogd -v | head -n 1
-LD_LIBRARY_PATH="$SNG_ROOT/usr/lib/syslog-ng" "$SNG_ROOT/usr/sbin/syslog-ng" -V \
-  --module-path="$SNG_ROOT/usr/lib/syslog-ng/$SNG_VERSION" | head -n 1
+# One line each: what the tests will run.
+python3 "$HERE/binaries.py" --versions || unavailable "unpacked, but a program does not run (see above)"
+printf '%s\n' "$RECIPE" >"$CACHE/.installed"
+rm -rf "$apt_dir"  # the lists are only needed to download

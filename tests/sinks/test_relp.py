@@ -235,6 +235,7 @@ KILLS = 3
 WINDOW = 32
 
 
+@pytest.mark.receivers
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_sigkill_mid_stream_loses_nothing(
     tls: bool, own_rsyslog: Receiver, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path

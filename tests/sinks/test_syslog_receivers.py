@@ -45,6 +45,7 @@ CASES = [
 ]
 
 
+@pytest.mark.receivers
 @pytest.mark.parametrize(
     ("fixture", "port", "kind", "extra"),
     CASES,

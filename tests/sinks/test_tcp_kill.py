@@ -32,6 +32,8 @@ from tests.receivers.fixtures import Receiver, start_rsyslog, start_syslog_ng
 from tests.sinks.conftest import RunnerHarness, alert, build, config
 from tests.support.wait import until
 
+pytestmark = pytest.mark.receivers
+
 ALERT_ID = re.compile(rb"da6380a1-\d{6}")
 KILLS = 3
 CODEC = {"type": "syslog5424", "msg": {"type": "cef"}}
