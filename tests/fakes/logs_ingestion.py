@@ -27,6 +27,7 @@ import pytest
 from aiohttp import web
 
 from agent.simulator.tls import make_tls
+from tests.fakes.transports import abort
 
 TENANT = "00000000-0000-4000-8000-00000000feed"
 CLIENT_ID = "11111111-1111-4111-8111-111111111111"
@@ -192,7 +193,7 @@ class FakeLogsIngestion:
             self._runner = None
         # Server-side TLS connections whose client went away may still be in their TLS shutdown.
         for transport in self._transports:
-            transport.abort()
+            abort(transport)
         self._transports.clear()
 
     def sink_table(self, **over: Any) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 
+from tests.fakes.transports import abort
+
 OPEN_OK = b"200 OK\nrelp_version=0\nrelp_software=fake-relp,0,-\ncommands=syslog"
 
 
@@ -136,7 +138,7 @@ class RelpReceiver:
             self._server = None
         for c in list(self.conns):
             assert c.transport is not None
-            c.transport.abort()
+            abort(c.transport)
         await self.wait(lambda: not self.conns)
 
     async def stop(self) -> None:

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.fakes.transports import abort
+
 
 class _Parser:
     """Incremental RFC 6587 parser: octet counting when a frame starts with a digit, else LF."""
@@ -128,7 +130,7 @@ class TcpReceiver:
                         c.parser.feed(data)
             # A half-received frame dies with the connection.
             c.parser.buf = b""
-            c.transport.abort()
+            abort(c.transport)
         await self._wait(lambda: not self.conns)
 
     async def stop(self) -> None:
@@ -138,7 +140,7 @@ class TcpReceiver:
             self._server = None
         for c in list(self.conns):
             if c.transport is not None:
-                c.transport.abort()
+                abort(c.transport)
         await self._wait(lambda: not self.conns)
 
     async def _wait(self, cond: object, timeout: float = 10.0) -> None:
