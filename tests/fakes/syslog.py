@@ -58,8 +58,14 @@ class _Conn(asyncio.Protocol):
         self.owner.conns.add(self)
         self.owner.accepted += 1
         if self.owner.paused:
-            transport.pause_reading()
+            # Not now: Python 3.11.2 (Debian 12's) adds the transport's reader *after* this callback
+            # and ignores a pause made here; a callback queued now runs after that.
+            asyncio.get_running_loop().call_soon(self._pause_if_still_paused)
         self.owner.changed.set()
+
+    def _pause_if_still_paused(self) -> None:
+        if self.owner.paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
