@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.codecs.config import CefCodecConfig, CodecConfig, JsonCodecConfig
-from agent.config.secrets import Secret
+from agent.secrets import Secret
 
 #: Codec types whose messages are one JSON object (what the JSON-bodied HTTP sinks embed as is).
 JSON_CODECS = frozenset({"json", "ecs"})

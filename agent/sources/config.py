@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.config.secrets import Secret
+from agent.secrets import Secret
 
 #: Default Graph request budget per (tenant, app): "150 requests per minute" (Graph throttling limits).
 GRAPH_REQUESTS_PER_MINUTE = 150
