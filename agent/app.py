@@ -143,7 +143,7 @@ class Agent:
         for cfg in s.sinks:
             on_truncate = self._truncate_hook(cfg.name)
             sink = self.sink_overrides.get(cfg.name) or build_sink(
-                cfg, SinkContext(cfg.name, self.metrics, s.state_dir)
+                cfg, SinkContext(cfg.name, self.metrics, self.clock)
             )
             queue = BoundedQueue(cfg.name, cfg.queue.max_events, cfg.queue.when_full, self.metrics)
             serializer = build_serializer(cfg.codec, on_truncate)

@@ -30,6 +30,7 @@ import requests
 
 from agent.clock import Clock
 from agent.errors import AuthError, TransientSourceError
+from agent.retry import backoff
 
 if TYPE_CHECKING:  # agent.sources imports this module; the config types are only annotations here
     from agent.sources.config import GraphSecuritySourceConfig
@@ -232,9 +233,13 @@ class ClientCredential:
 
     def _reject(self, error: str, detail: str) -> AuthError:
         self._failures += 1
-        cap = self.cfg.error_backoff_max_secs
-        delay = min(cap, self._cooldown_base * 2 ** min(self._failures - 1, 20))
-        delay = self._rng.uniform(delay / 2, delay)
+        delay = backoff(
+            self._failures - 1,
+            self._cooldown_base,
+            self.cfg.error_backoff_max_secs,
+            self._rng,
+            min_fraction=0.5,
+        )
         self._failed_until = self._clock.monotonic() + delay
         message = f"token request for tenant {self.tenant_id} app {self.client_id} failed: {error} ({detail})"
         self._last_error = AuthError(message)

@@ -71,7 +71,7 @@ async def check_sink(cfg: SinkConfig, settings: AgentSettings, metrics: AgentMet
     """``start()`` then ``aclose()``."""
     what = f"sink {cfg.name}"
     try:
-        sink = build_sink(cfg, SinkContext(cfg.name, metrics, settings.state_dir))
+        sink = build_sink(cfg, SinkContext(cfg.name, metrics))
     except (AgentError, OSError, ValueError) as exc:
         return Check(what, False, str(exc))
     try:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from agent.clock import Clock, SystemClock
 from agent.metrics import AgentMetrics
 from agent.model import Event
 
@@ -33,11 +33,11 @@ class SendResult:
 
 @dataclass(frozen=True, slots=True)
 class SinkContext:
-    """What a sink may use: its name, the agent's metrics and state directory."""
+    """What a sink may use: its name, the agent's metrics, and the clock (``Retry-After`` dates)."""
 
     name: str
     metrics: AgentMetrics
-    state_dir: Path
+    clock: Clock = field(default_factory=SystemClock)
 
 
 class Sink(Protocol):

@@ -7,6 +7,7 @@ import logging
 import orjson
 import pytest
 
+from agent.clock import SystemClock
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.sinks import SinkContext
 from agent.sinks.http.client import retry_after
@@ -134,11 +135,13 @@ class TestFailures:
 
 
 def test_retry_after_parsing() -> None:
-    """Delta-seconds and HTTP-dates; garbage ignored."""
-    assert retry_after({"Retry-After": "7"}) == 7
-    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0
-    assert retry_after({"Retry-After": "soon"}) is None
-    assert retry_after({}) is None
+    """Delta-seconds and HTTP-dates; garbage ignored; at most an hour."""
+    clock = SystemClock()
+    assert retry_after({"Retry-After": "7"}, clock) == 7
+    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, clock) == 0
+    assert retry_after({"Retry-After": "soon"}, clock) is None
+    assert retry_after({}, clock) is None
+    assert retry_after({"Retry-After": "86400"}, clock) == 3600
 
 
 def test_envelope_without_timestamp(ctx: SinkContext) -> None:

@@ -43,7 +43,7 @@ class ElasticsearchSink:
     def __init__(self, config: ElasticsearchSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         self._url = config.url.rstrip("/") + "/_bulk"
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": "application/json"}
         if config.api_key is not None:

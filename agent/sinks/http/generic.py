@@ -21,7 +21,7 @@ class HttpSink:
     def __init__(self, config: HttpSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         self._headers["Content-Type"] = config.content_type
         if config.bearer_token is not None:

@@ -55,7 +55,7 @@ class LogsIngestionSink:
     ) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         self._url = (
             f"{config.endpoint.rstrip('/')}/dataCollectionRules/{config.dcr_immutable_id}"
             f"/streams/{config.stream}"

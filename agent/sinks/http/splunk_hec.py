@@ -34,7 +34,7 @@ from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import JSON_CODECS, SplunkHecSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_status, retry_after, send_halving
+from agent.sinks.http.client import HttpClient, HttpResponse, check_status, send_halving
 from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class SplunkHecSink:
     def __init__(self, config: SplunkHecSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         base = config.url.rstrip("/")
         self._event_url = base + "/services/collector/event"
         self._ack_url = base + "/services/collector/ack"
@@ -118,7 +118,7 @@ class SplunkHecSink:
             if 0 <= bad < len(events):
                 return SendResult(rejected={bad: f"HEC {detail}"}, retry=list(range(bad + 1, len(events))))
         if code in _TRANSIENT_CODES:
-            raise TransientSinkError(f"{what}: HTTP {resp.status}, {detail}", retry_after(resp.headers))
+            raise TransientSinkError(f"{what}: HTTP {resp.status}, {detail}", resp.retry_after)
         check_status(resp, what, detail)
         raise PermanentSinkError(f"{what}: unexpected reply HTTP {resp.status}, {detail}")
 

@@ -20,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import random
 import ssl
 import uuid
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -34,6 +32,7 @@ from agent.auth import ClientCredential, env_proxy
 from agent.clock import Clock
 from agent.errors import SourceError, ThrottledError, TransientSourceError
 from agent.metrics import AgentMetrics
+from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 
@@ -51,25 +50,6 @@ class GraphStatusError(SourceError):
         super().__init__(message)
         self.status = status
         self.code = code
-
-
-def parse_retry_after(value: str | None, clock: Clock, default: float) -> float:
-    """Retry-After as seconds: a (float) number of seconds or an HTTP-date; ``default`` if absent/bad."""
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else default
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return default
-    if when.tzinfo is None:
-        return default
-    return max(0.0, (when - clock.now()).total_seconds())
 
 
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -124,10 +104,6 @@ class GraphClient:
                 await session.close()
         self._session = self._fresh = None
 
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self._cfg.backoff_max_secs, self._cfg.backoff_base_secs * 2 ** min(attempt, 30))
-        return self._rng.uniform(0.0, cap)
-
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET ``url`` and return the JSON object, retrying what is retriable (see module docstring).
 
@@ -160,7 +136,9 @@ class GraphClient:
                 attempt += 1
                 if attempt >= self._cfg.max_attempts:
                     raise
-                delay = self._backoff(attempt - 1)
+                delay = backoff(
+                    attempt - 1, self._cfg.backoff_base_secs, self._cfg.backoff_max_secs, self._rng
+                )
                 if isinstance(exc, _ServerError):
                     delay = max(delay, exc.retry_after)
                 log.warning(
@@ -219,7 +197,8 @@ class GraphClient:
             raise _Unauthorized
         if status == 429:
             self._m.graph_throttled.labels(self._tenant).inc()
-            delay = parse_retry_after(retry_after, self._clock, DEFAULT_RETRY_AFTER_SECS)
+            asked = parse_retry_after(retry_after, self._clock)
+            delay = DEFAULT_RETRY_AFTER_SECS if asked is None else asked
             self._budget.block_for(delay)
             log.warning(
                 "Graph throttled the tenant (429).",
@@ -227,7 +206,7 @@ class GraphClient:
             )
             raise _Throttled(f"Graph throttled (429), {ids}", delay)
         if status >= 500:
-            seconds = parse_retry_after(retry_after, self._clock, 0.0)
+            seconds = parse_retry_after(retry_after, self._clock) or 0.0
             if seconds:
                 self._budget.block_for(seconds)
             raise _ServerError(f"Graph returned {status} ({_error_code(body)}), {ids}", seconds)

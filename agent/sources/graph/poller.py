@@ -28,6 +28,7 @@ from typing import Any
 from agent.checkpoint import StreamState
 from agent.errors import AuthError, SourceError, ThrottledError, TransientSourceError
 from agent.model import Alert, Batch, Commit
+from agent.retry import backoff
 from agent.sources.base import SourceContext, Stopping
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.client import GraphClient, GraphStatusError
@@ -359,9 +360,9 @@ class StreamPoller:
                 pass
 
     def _error_delay(self, failures: int, exc: BaseException) -> float:
-        cap = self.cfg.error_backoff_max_secs
-        delay = min(cap, self.cfg.backoff_base_secs * 2 ** min(failures, 20))
-        delay = self._rng.uniform(delay / 2, delay)
+        delay = backoff(
+            failures, self.cfg.backoff_base_secs, self.cfg.error_backoff_max_secs, self._rng, min_fraction=0.5
+        )
         if isinstance(exc, AuthError):
             delay = max(delay, self.client.auth_retry_in())
         return delay
