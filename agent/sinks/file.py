@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.durable import write_all
 from agent.errors import TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
@@ -72,13 +73,7 @@ class FileSink:
             os.close(fd)
 
     def _write(self, data: bytes) -> None:
-        fd = self._open()
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if self._fsync:
-            os.fsync(fd)
+        write_all(self._open(), data, fsync=self._fsync)
 
     async def start(self) -> None:
         try:
