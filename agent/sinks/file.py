@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.codecs import build_framer
 from agent.durable import write_all
 from agent.errors import TransientSinkError
 from agent.model import Event
@@ -27,10 +28,11 @@ TAIL_SCAN_BYTES = 4 * 1024 * 1024
 
 
 class FileSink:
-    """Appends payload + LF per event; with ``fsync`` a batch is acknowledged only once it is on disk."""
+    """Appends each event newline-framed; with ``fsync`` a batch is acknowledged only once it is on disk."""
 
     def __init__(self, config: FileSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
+        self._framer = build_framer("newline")
         self._path = Path(config.path)
         self._fsync = config.fsync
         self._fd: int | None = None
@@ -82,7 +84,7 @@ class FileSink:
             raise TransientSinkError(f"cannot open {self._path}: {exc.strerror}") from None
 
     async def send(self, events: Sequence[Event]) -> SendResult:
-        data = b"".join(e.payload + b"\n" for e in events)
+        data = b"".join([self._framer.frame(e.payload) for e in events])
         try:
             await asyncio.to_thread(self._write, data)
         except OSError as exc:

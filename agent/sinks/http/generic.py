@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent.codecs import build_framer
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import HttpSinkConfig
@@ -29,6 +30,7 @@ class HttpSink:
         if config.username is not None and config.password is not None:
             self._headers["Authorization"] = basic_auth(config.username, config.password.get_secret_value())
         self._what = f"POST {safe_url(config.url)}"
+        self._framer = build_framer("newline")
 
     async def start(self) -> None:
         self._http.start()
@@ -37,7 +39,7 @@ class HttpSink:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
-        body = b"".join(e.payload + b"\n" for e in events)
+        body = b"".join([self._framer.frame(e.payload) for e in events])
         resp = await self._http.post(self._cfg.url, body, self._headers, self._what)
         check_status(resp, self._what)
         return SendResult()
