@@ -34,7 +34,7 @@ from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue, QueueClosed
 from agent.pipeline.runner import SinkRunner
 from agent.sdnotify import Notifier
-from agent.sinks import Sink, SinkContext, build_sink
+from agent.sinks import Reopenable, Sink, SinkContext, build_sink
 from agent.sources import Source, SourceContext, Stopping, build_source
 from agent.statelock import StateLock
 from agent.timestamps import parse
@@ -190,7 +190,8 @@ class Agent:
     def reopen(self) -> None:
         """SIGHUP: reopen file sinks and the log file (logrotate)."""
         for lane in self.lanes:
-            lane.sink.reopen()
+            if isinstance(lane.sink, Reopenable):
+                lane.sink.reopen()
         for hook in self.reopen_hooks:
             hook()
         log.info("Reopened files.")

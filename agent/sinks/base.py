@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.clock import Clock, SystemClock
 from agent.metrics import AgentMetrics
@@ -62,8 +62,13 @@ class Sink(Protocol):
         """Release every connection and file. Safe to call twice."""
         ...
 
+
+@runtime_checkable
+class Reopenable(Protocol):
+    """An optional capability: a sink writing to a file that logrotate may move (the file sink)."""
+
     def reopen(self) -> None:
-        """Reopen files (SIGHUP, after logrotate). A no-op for network sinks."""
+        """Reopen the file by its path before the next write (SIGHUP, after logrotate). Never blocks."""
         ...
 
 

@@ -40,6 +40,3 @@ class StdoutSink:
 
     async def aclose(self) -> None:
         return None
-
-    def reopen(self) -> None:
-        return None

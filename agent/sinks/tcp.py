@@ -255,9 +255,6 @@ class TcpSink:
         except (TimeoutError, OSError, ssl.SSLError):
             writer.transport.abort()
 
-    def reopen(self) -> None:
-        return None
-
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):

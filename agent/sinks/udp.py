@@ -106,6 +106,3 @@ class UdpSink:
 
     async def aclose(self) -> None:
         self._close()
-
-    def reopen(self) -> None:
-        return None

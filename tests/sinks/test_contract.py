@@ -20,7 +20,7 @@ import pytest
 
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
-from agent.sinks import SINKS, Sink, SinkContext
+from agent.sinks import SINKS, Reopenable, Sink, SinkContext
 from agent.sinks.stdout import StdoutSink
 from agent.sinks.tcp import unacked_bytes
 from tests.fakes import hec as H
@@ -330,6 +330,11 @@ def test_every_registered_sink_is_covered() -> None:
     assert set(HARNESSES) == set(SINKS)
     assert set(REJECTING) == {"splunk_hec", "elasticsearch", "logs_ingestion", "http", "relp"}
     assert set(HANGING) == set(SINKS) - {"stdout", "file", "udp"}
+
+
+def test_only_file_sinks_reopen() -> None:
+    """``reopen`` (SIGHUP) is an optional capability; of the registered sinks only ``file`` has it."""
+    assert {k for k, cls in SINKS.items() if issubclass(cls, Reopenable)} == {"file"}  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=sorted(HARNESSES))

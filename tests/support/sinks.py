@@ -43,9 +43,6 @@ class RecordingSink:
     async def aclose(self) -> None:
         self.closed = True
 
-    def reopen(self) -> None:
-        return None
-
 
 def transient(msg: str = "connection reset") -> TransientSinkError:
     return TransientSinkError(msg, retry_after=0)

@@ -112,9 +112,6 @@ class ElasticsearchSink:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def reopen(self) -> None:
-        return None
-
 
 def _error_summary(reply: Any) -> str:
     """``type: reason`` of an Elasticsearch error object, bounded."""

@@ -46,6 +46,3 @@ class HttpSink:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def reopen(self) -> None:
-        return None

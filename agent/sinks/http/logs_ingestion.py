@@ -145,9 +145,6 @@ class LogsIngestionSink:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def reopen(self) -> None:
-        return None
-
 
 def _error_summary(resp: HttpResponse) -> str:
     """``code: message`` from an Azure error body (``{"error": {"code", "message"}}``), bounded."""

@@ -150,9 +150,6 @@ class SplunkHecSink:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def reopen(self) -> None:
-        return None
-
 
 def _json(resp: HttpResponse) -> dict[str, Any]:
     try:

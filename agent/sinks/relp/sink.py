@@ -163,6 +163,3 @@ class RelpSink:
             return
         self._m.sink_connections.labels(self.name, "disconnect").inc()
         await session.close(self._cfg.connect_timeout_secs)
-
-    def reopen(self) -> None:
-        return None
