@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from agent.app import Agent
-from agent.auth import ClientCredential
 from agent.checkpoint import CheckpointStore, StreamState
 from agent.clock import Clock, SystemClock, now_str
 from agent.config import AgentSettings
@@ -31,6 +30,7 @@ from agent.sources.base import Source, SourceContext, Stopping
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.client import GraphClient
+from agent.sources.graph.endpoints import graph_credential
 from agent.sources.graph.poller import StreamPoller, StreamSpec
 from agent.sources.graph.source import GraphSecuritySource
 from agent.timestamps import format_dt, sort_key
@@ -75,7 +75,7 @@ class WindowSource:
 
     async def run(self, ctx: SourceContext) -> None:
         cfg = self.config
-        credential = ClientCredential(cfg, ctx.clock)
+        credential = graph_credential(cfg, ctx.clock)
         budget = RateBudget(cfg.requests_per_minute, ctx.clock)
         self._client = client = GraphClient(cfg, credential, budget, ctx.metrics, ctx.clock)
         try:

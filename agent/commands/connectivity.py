@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
-from agent.auth import ClientCredential
 from agent.clock import Clock
 from agent.config import AgentSettings
 from agent.errors import AgentError
@@ -23,6 +22,7 @@ from agent.sinks.config import SinkConfig
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.client import GraphClient
+from agent.sources.graph.endpoints import graph_credential
 from agent.sources.graph.source import GraphSecuritySource
 
 #: Seconds one sink may take to open.
@@ -45,7 +45,7 @@ async def check_source(cfg: GraphSecuritySourceConfig, clock: Clock, metrics: Ag
     """Token, then ``$top=1`` on each collection the source reads (two attempts per request)."""
     what = f"source {cfg.name}"
     quick = cfg.model_copy(update={"max_attempts": min(cfg.max_attempts, 2)})
-    credential = ClientCredential(quick, clock)
+    credential = graph_credential(quick, clock)
     client = GraphClient(quick, credential, RateBudget(quick.requests_per_minute, clock), metrics, clock)
     urls = list(dict.fromkeys(s.url for s in GraphSecuritySource(quick).stream_specs()))
     read: list[str] = []

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.codecs.config import CefCodecConfig, CodecConfig, JsonCodecConfig
+from agent.entra.config import CredentialConfig, check_one_credential
 from agent.secrets import Secret
 
 #: Codec types whose messages are one JSON object (what the JSON-bodied HTTP sinks embed as is).
@@ -247,14 +248,23 @@ class LogsIngestionSinkConfig(_JsonHttp):
     tenant_id: str = Field(min_length=1)
     #: Application (client) ID of that app; it needs *Monitoring Metrics Publisher* on the DCR.
     client_id: str = Field(min_length=1)
-    #: Client secret *Value* of that app; a secret, e.g. ``{ env = "SENTINEL_CLIENT_SECRET" }``.
-    client_secret: Secret
+    #: Client secret *Value* of that app; a secret, e.g. ``{ env = "SENTINEL_CLIENT_SECRET" }``. The
+    #: simple form of ``credential = { type = "secret", value = … }``.
+    client_secret: Secret | None = None
+    #: Authenticate with a secret, certificate, PFX or workload-identity table (as a Graph source does,
+    #: see Entra ID credentials) instead of ``client_secret``; exactly one of the two must be set.
+    credential: CredentialConfig | None = None
     #: Entra ID login host for the token; the tenant ID is appended (change it for national clouds).
     authority_host: str = Field(default="https://login.microsoftonline.com", pattern=r"^https://")
     #: OAuth scope of the token requested for the ingestion endpoint.
     scope: str = "https://monitor.azure.com/.default"
     #: Uncompressed body limit per call; the API rejects more than 1 MB.
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _credential(self) -> LogsIngestionSinkConfig:
+        check_one_credential(self.client_secret, self.credential)
+        return self
 
 
 class HttpSinkConfig(HttpCommonConfig):

@@ -24,10 +24,10 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from agent.auth import env_proxy
 from agent.clock import Clock
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
+from agent.proxies import env_proxy
 from agent.retry import parse_retry_after
 from agent.sinks.base import SendResult
 from agent.sinks.config import HttpCommonConfig, TlsConfig

@@ -28,10 +28,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from agent.auth import ClientCredential, env_proxy
 from agent.clock import Clock
+from agent.entra import ClientCredential
 from agent.errors import SourceError, ThrottledError, TransientSourceError
 from agent.metrics import AgentMetrics
+from agent.proxies import env_proxy
 from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.auth import ClientCredential, endpoints_for
 from agent.sources.base import SourceContext
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.client import GraphClient
+from agent.sources.graph.endpoints import endpoints_for, graph_credential
 from agent.sources.graph.poller import StreamPoller, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class GraphSecuritySource:
     async def run(self, ctx: SourceContext) -> None:
         """Poll every stream concurrently until ``ctx.stop``; returns when all streams have returned."""
         cfg = self.config
-        credential = ClientCredential(cfg, ctx.clock)
+        credential = graph_credential(cfg, ctx.clock)
         budget = RateBudget(cfg.requests_per_minute, ctx.clock)
         tokens = ctx.metrics.rate_budget_tokens.labels(cfg.tenant_id)
         ctx.metrics.add_refresher(lambda: tokens.set(budget.available()))
