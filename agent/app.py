@@ -65,12 +65,13 @@ class Agent:
     #: Sinks to use instead of building them from config, by sink name (embedding and tests).
     sink_overrides: dict[str, Sink] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
-    #: Sources to run instead of building them from config (``backfill``, embedding and tests).
+    #: Sources to run instead of building them from config (embedding and tests).
     source_overrides: list[Source] | None = None
     #: Checkpoint to use instead of ``<state_dir>/<name>.checkpoint.json`` (``backfill``: in memory).
     checkpoint: CheckpointStore | None = None
-    #: Exit once every source has returned and every queued batch was delivered (``backfill``).
-    one_shot: bool = False
+    #: Read only ``[start, end)`` of every source once (``Source.read_window``), then exit once every
+    #: queued batch was delivered (``backfill``). ``None``: poll until stopped.
+    window: tuple[str, str] | None = None
     #: Hold ``<state_dir>/<name>.lock`` while running (one writer per checkpoint).
     lock_state: bool = True
     #: Called on SIGHUP after the sinks reopened their files (e.g. the log file).
@@ -121,10 +122,11 @@ class Agent:
         for stream in list(self.store.streams):
             self._set_lag(stream)
 
+    async def _advance(self, stream: str, commit: Commit) -> None:
+        self.acks.advance(stream, commit)
+
     async def _emit(self, batch: Batch) -> None:
-        self.acks.register(batch, len(self.lanes) if batch.alerts else 0)
-        if not batch.alerts:
-            return
+        self.acks.register(batch, len(self.lanes))
         for lane in self.lanes:
             try:
                 queued = await lane.queue.put(batch, abort=self.stop)
@@ -163,7 +165,7 @@ class Agent:
         if self.source_overrides is not None:
             self.sources = list(self.source_overrides)
         else:
-            self.sources = [build_source(cfg) for cfg in s.sources]
+            self.sources = [build_source(cfg, self.clock, self.metrics) for cfg in s.sources]
 
     def _truncate_hook(self, sink: str) -> Callable[[str], None]:
         counter = self.metrics.truncated
@@ -253,9 +255,15 @@ class Agent:
                 "Serving /metrics, /healthz, /readyz.",
                 extra={"address": self.settings.http.address, "port": port},
             )
-        ctx = SourceContext(self._emit, state, self.stop, self.metrics, self.clock, self.health)
+        ctx = SourceContext(self._emit, self._advance, state, self.stop, self.health)
         source_tasks = [
-            asyncio.create_task(self._guard(src.run(ctx), f"source:{src.name}")) for src in self.sources
+            asyncio.create_task(
+                self._guard(
+                    src.run(ctx) if self.window is None else src.read_window(ctx, *self.window),
+                    f"source:{src.name}",
+                )
+            )
+            for src in self.sources
         ]
         runner_tasks = [
             asyncio.create_task(self._guard(lane.runner.run(), f"sink:{lane.sink.name}"))
@@ -266,7 +274,7 @@ class Agent:
         self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
         watchdog = asyncio.create_task(self._watchdog())
         try:
-            if self.one_shot:
+            if self.window is not None:
                 await self._until_drained(source_tasks, runner_tasks)
             await self.stop.wait()
             self.notifier.stopping()

@@ -19,11 +19,7 @@ from agent.errors import AgentError
 from agent.metrics import AgentMetrics
 from agent.sinks import SinkContext, build_sink
 from agent.sinks.config import SinkConfig
-from agent.sources.config import GraphSecuritySourceConfig
-from agent.sources.graph.budget import RateBudget
-from agent.sources.graph.client import GraphClient
-from agent.sources.graph.endpoints import graph_credential
-from agent.sources.graph.source import GraphSecuritySource
+from agent.sources import SourceConfig, build_source
 
 #: Seconds one sink may take to open.
 SINK_TIMEOUT_SECS = 15.0
@@ -41,30 +37,16 @@ class Check:
         return f"{self.what}: {'ok' if self.ok else 'FAILED'} ({self.detail})"
 
 
-async def check_source(cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> Check:
-    """Token, then ``$top=1`` on each collection the source reads (two attempts per request)."""
+async def check_source(cfg: SourceConfig, clock: Clock, metrics: AgentMetrics) -> Check:
+    """The source's ``healthcheck()``: a token, then one item from each collection it reads."""
     what = f"source {cfg.name}"
-    quick = cfg.model_copy(update={"max_attempts": min(cfg.max_attempts, 2)})
-    credential = graph_credential(quick, clock)
-    client = GraphClient(quick, credential, RateBudget(quick.requests_per_minute, clock), metrics, clock)
-    urls = list(dict.fromkeys(s.url for s in GraphSecuritySource(quick).stream_specs()))
-    read: list[str] = []
+    source = build_source(cfg, clock, metrics)
     try:
-        async with asyncio.timeout(quick.request_timeout_secs * (2 + 2 * len(urls))):
-            await credential.token()
-            for url in urls:
-                doc = await client.get_json(url, {"$top": "1"})
-                items = doc.get("value")
-                if not isinstance(items, list):
-                    return Check(what, False, f"GET {url.rsplit('/', 1)[-1]}: no 'value' list in the answer")
-                read.append(f"{url.rsplit('/', 1)[-1]}: {len(items)} item(s)")
+        return Check(what, True, await source.healthcheck())
     except AgentError as exc:
         return Check(what, False, str(exc))
-    except TimeoutError:
-        return Check(what, False, "timed out")
     finally:
-        await client.aclose()
-    return Check(what, True, "token acquired; " + "; ".join(read))
+        await source.aclose()
 
 
 async def check_sink(cfg: SinkConfig, settings: AgentSettings, metrics: AgentMetrics) -> Check:

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from agent.metrics import AgentMetrics
 from agent.retry import parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig, duplicate_apps
 from agent.sources.graph.budget import RateBudget
@@ -196,10 +198,11 @@ class TestConfig:
                 incidents=True,
             )
         )
-        assert GraphSecuritySource(cfg).stream_ids() == [
+        metrics = AgentMetrics(CollectorRegistry())
+        assert GraphSecuritySource(cfg, VirtualClock(), metrics).stream_ids() == [
             "t/alerts_v2/microsoftSentinel",
             "t/alerts_v2/microsoftDefenderForEndpoint",
             "t/incidents/all",
         ]
         plain = GraphSecuritySourceConfig(**table(client_secret="s"))  # type: ignore[arg-type]
-        assert GraphSecuritySource(plain).stream_ids() == ["t/alerts_v2/all"]
+        assert GraphSecuritySource(plain, VirtualClock(), metrics).stream_ids() == ["t/alerts_v2/all"]

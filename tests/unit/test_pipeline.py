@@ -69,6 +69,19 @@ class TestAckTracker:
         acks.ack(stuck)
         assert committed == ["y", "x", "x"]
 
+    def test_cursor_only_commit_waits_behind_its_stream(self) -> None:
+        """``advance`` (progress without alerts) commits once everything before it on its stream has."""
+        committed: list[Commit] = []
+        acks = AckTracker(lambda stream, c: committed.append(c))
+        b = batch(1, "x")
+        acks.register(b, 1)
+        cursor = Commit(cursor=TS)
+        acks.advance("x", cursor)
+        acks.advance("y", Commit(cursor=TS))  # nothing before it on "y": committed at once
+        assert len(committed) == 1 and acks.outstanding() == 2
+        acks.ack(b)
+        assert committed[1:] == [b.commit, cursor] and acks.outstanding() == 0
+
     def test_double_ack_is_a_bug(self) -> None:
         """Acknowledging more often than registered raises instead of corrupting order."""
         acks = AckTracker(lambda stream, c: None)

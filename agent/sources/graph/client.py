@@ -36,6 +36,7 @@ from agent.proxies import env_proxy
 from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
+from agent.sources.graph.endpoints import graph_credential
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,14 @@ def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
 class GraphClient:
     """Issues GETs against one tenant's Graph endpoint; owns its two HTTP sessions."""
 
+    @classmethod
+    def connect(cls, cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> GraphClient:
+        """The client of ``cfg``'s tenant and app with its credential (MSAL token cache) and request
+        budget: the one place they are built. Sessions open on the first request; ``aclose`` them."""
+        return cls(
+            cfg, graph_credential(cfg, clock), RateBudget(cfg.requests_per_minute, clock), metrics, clock
+        )
+
     def __init__(
         self,
         cfg: GraphSecuritySourceConfig,
@@ -70,8 +79,10 @@ class GraphClient:
         clock: Clock,
     ) -> None:
         self._cfg = cfg
-        self._credential = credential
-        self._budget = budget
+        #: The app's token source (``token()`` proves the credential on its own).
+        self.credential = credential
+        #: The (tenant, app) request budget every request of this client spends.
+        self.budget = budget
         self._m = metrics
         self._clock = clock
         self._tenant = cfg.tenant_id
@@ -96,7 +107,7 @@ class GraphClient:
 
     def auth_retry_in(self) -> float:
         """Seconds left of the credential's cool-down after a rejected token request."""
-        return self._credential.retry_in()
+        return self.credential.retry_in()
 
     async def aclose(self) -> None:
         """Close both sessions."""
@@ -118,7 +129,7 @@ class GraphClient:
         fresh_connection = False
         for _ in range(self._cfg.max_attempts + MAX_THROTTLED + 2):
             try:
-                token = await self._credential.token(stale=stale)
+                token = await self.credential.token(stale=stale)
                 doc = await self._once(url, params, token, fresh_connection)
             except _Unauthorized:
                 if refreshed:
@@ -170,7 +181,7 @@ class GraphClient:
             "client-request-id": client_request_id,
         }
         async with self._gate:
-            waited = await self._budget.acquire()
+            waited = await self.budget.acquire()
             if waited:
                 self._m.retry_after_seconds.labels(self._tenant).inc(waited)
             use = fresh if fresh_connection else session
@@ -200,7 +211,7 @@ class GraphClient:
             self._m.graph_throttled.labels(self._tenant).inc()
             asked = parse_retry_after(retry_after, self._clock)
             delay = DEFAULT_RETRY_AFTER_SECS if asked is None else asked
-            self._budget.block_for(delay)
+            self.budget.block_for(delay)
             log.warning(
                 "Graph throttled the tenant (429).",
                 extra={"tenant": self._tenant, "retry_after_secs": delay, "request_id": request_id},
@@ -209,7 +220,7 @@ class GraphClient:
         if status >= 500:
             seconds = parse_retry_after(retry_after, self._clock) or 0.0
             if seconds:
-                self._budget.block_for(seconds)
+                self.budget.block_for(seconds)
             raise _ServerError(f"Graph returned {status} ({_error_code(body)}), {ids}", seconds)
         if status == 206:
             # A federated partial answer (some provider failed): accepting it could commit a cursor past
