@@ -21,11 +21,11 @@ from agent.errors import EncodeError, PermanentSinkError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Batch, Event
 from agent.pipeline.acks import AckTracker
+from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
+from agent.pipeline.sink import Sink
 from agent.retry import backoff
-from agent.sinks.base import Sink
-from agent.sinks.config import BatchConfig, RetryConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from agent.errors import EncodeError
 from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Commit
 from agent.pipeline.acks import AckTracker
+from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
 from agent.pipeline.runner import SinkRunner
 from agent.sinks.base import SendResult
-from agent.sinks.config import BatchConfig, RetryConfig
 from tests.support.sinks import RecordingSink, permanent, transient
 
 TS = "2026-11-27T10:00:00.0000000Z"
