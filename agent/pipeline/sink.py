@@ -40,6 +40,15 @@ class Sink(Protocol):
         """Open connections or files. Raises ``SinkError``; a retriable one is retried by the runner."""
         ...
 
+    async def healthcheck(self) -> None:
+        """Prove the receiver is there and answers, without sending an event.
+
+        Contacts the peer the way a send would begin (connect and handshake, a health or root request,
+        a token), bounded by the sink's own timeouts. Raises a ``SinkError`` naming what is wrong,
+        never a secret. Whatever it opens is kept for the next send or released by ``aclose``.
+        """
+        ...
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         """Deliver ``events``; return once the receiver has them (as far as the protocol can tell).
 

@@ -83,6 +83,22 @@ class FileSink:
         except OSError as exc:
             raise TransientSinkError(f"cannot open {self._path}: {exc.strerror}") from None
 
+    async def healthcheck(self) -> None:
+        """The file, or the directory it would be created in, is writable (nothing is created)."""
+        await asyncio.to_thread(self._check_writable)
+
+    def _check_writable(self) -> None:
+        path = self._path
+        if path.exists():
+            if not path.is_file() or not os.access(path, os.W_OK):
+                raise TransientSinkError(f"{path} is not a writable file")
+            return
+        directory = path.parent
+        if not directory.is_dir():
+            raise TransientSinkError(f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise TransientSinkError(f"directory {directory} is not writable")
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         data = b"".join([self._framer.frame(e.payload) for e in events])
         try:

@@ -153,3 +153,24 @@ def test_envelope_without_timestamp(ctx: SinkContext) -> None:
     ev = events(1)[0]
     env = orjson.loads(sink.envelope(type(ev)({"id": "x"}, b'{"id":"x"}')))
     assert "time" not in env and env["event"] == {"id": "x"}
+
+
+class TestHealthcheck:
+    async def test_healthy_collector(self, fake_hec: FakeHec, ctx: SinkContext) -> None:
+        """``GET /services/collector/health`` answered 200 (code 17): healthy; the token is not sent."""
+        sink = build(table(fake_hec), ctx)
+        await sink.healthcheck()
+        assert fake_hec.requests and "Authorization" not in fake_hec.requests[-1]
+        assert fake_hec.received == []  # nothing was sent
+        await sink.aclose()
+
+    @pytest.mark.parametrize(("answer", "code"), [(H.UNHEALTHY, 18), (H.ACK_UNAVAILABLE, 19)])
+    async def test_unhealthy_collector(
+        self, fake_hec: FakeHec, ctx: SinkContext, answer: H.Fault, code: int
+    ) -> None:
+        """A 503 from the health endpoint fails the check with HEC's code and text."""
+        fake_hec.health = answer
+        sink = build(table(fake_hec), ctx)
+        with pytest.raises(TransientSinkError, match=f"HTTP 503: code {code}: HEC is unhealthy"):
+            await sink.healthcheck()
+        await sink.aclose()

@@ -26,6 +26,9 @@ class RecordingSink:
     async def start(self) -> None:
         return None
 
+    async def healthcheck(self) -> None:
+        return None
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         self.attempts += 1
         self.sending.set()

@@ -74,6 +74,15 @@ def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
     raise PermanentSinkError(f"{what}: HTTP {status}{suffix}")
 
 
+def check_healthy(resp: HttpResponse, what: str, detail: str = "") -> None:
+    """A health check's answer: 2xx passes; anything else raises as ``check_status`` classifies it
+    (always a ``SinkError``: a 413 here is the receiver's problem, not a batch to split)."""
+    try:
+        check_status(resp, what, detail)
+    except PayloadTooLarge:
+        raise PermanentSinkError(f"{what}: HTTP 413") from None
+
+
 SendAttempt = Callable[[Sequence[Event]], Awaitable[SendResult]]
 
 
@@ -156,8 +165,6 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """POST ``body`` (gzipped if configured). Raises ``TransientSinkError`` on network errors."""
-        self.start()
-        assert self._session is not None
         hdrs = dict(headers)
         if self._gzip:
             hdrs["Content-Encoding"] = "gzip"
@@ -165,9 +172,25 @@ class HttpClient:
                 body = await asyncio.to_thread(gzip.compress, body, 6)
             else:
                 body = gzip.compress(body, 6)
+        return await self.request("POST", url, what, headers=hdrs, body=body, params=params)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """One request, its answer read to the end (bounded). Raises ``TransientSinkError`` when no
+        answer came: connection refused or reset, TLS failure, timeout, an oversized answer."""
+        self.start()
+        assert self._session is not None
         try:
-            async with self._session.post(
-                url, data=body, headers=hdrs, params=params, proxy=self._proxy or env_proxy(url)
+            async with self._session.request(
+                method, url, data=body, headers=headers, params=params, proxy=self._proxy or env_proxy(url)
             ) as resp:
                 # StreamReader.read(n) returns what is buffered, not n bytes: read to EOF, bounded.
                 chunks: list[bytes] = []
@@ -177,8 +200,8 @@ class HttpClient:
                     if size > MAX_RESPONSE_BYTES:
                         raise TransientSinkError(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
                     chunks.append(chunk)
-                headers = CIMultiDict(resp.headers)
-                return HttpResponse(resp.status, headers, b"".join(chunks), retry_after(headers, self._clock))
+                got = CIMultiDict(resp.headers)
+                return HttpResponse(resp.status, got, b"".join(chunks), retry_after(got, self._clock))
         except TimeoutError:
             raise TransientSinkError(f"{what}: timed out after {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:

@@ -35,6 +35,12 @@ class HttpSink:
     async def start(self) -> None:
         self._http.start()
 
+    async def healthcheck(self) -> None:
+        """``HEAD`` on the URL: any HTTP answer proves the host is reachable (no data is sent)."""
+        await self._http.request(
+            "HEAD", self._cfg.url, f"HEAD {safe_url(self._cfg.url)}", headers=self._headers
+        )
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 

@@ -30,7 +30,7 @@ from agent.errors import AgentError, PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import LogsIngestionSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_status, send_halving
+from agent.sinks.http.client import HttpClient, HttpResponse, check_status, safe_url, send_halving
 
 API_VERSION = "2023-01-01"
 _PUBLIC_AUTHORITIES = {
@@ -86,6 +86,13 @@ class LogsIngestionSink:
 
     async def start(self) -> None:
         self._http.start()
+
+    async def healthcheck(self) -> None:
+        """A token for the ingestion ``scope`` (the credential works), then a ``HEAD`` on the endpoint:
+        any HTTP answer proves it is reachable (no rows are sent)."""
+        await self._token()
+        endpoint = self._cfg.endpoint
+        await self._http.request("HEAD", endpoint, f"HEAD {safe_url(endpoint)}")
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         groups, rejected = self.groups(events)

@@ -34,7 +34,7 @@ from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import JSON_CODECS, SplunkHecSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_status, send_halving
+from agent.sinks.http.client import HttpClient, HttpResponse, check_healthy, check_status, send_halving
 from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class SplunkHecSink:
         base = config.url.rstrip("/")
         self._event_url = base + "/services/collector/event"
         self._ack_url = base + "/services/collector/ack"
+        self._health_url = base + "/services/collector/health"
         self._channel = str(uuid.uuid4())
         self._json = config.codec.type in JSON_CODECS
         self._meta: dict[str, Any] = {
@@ -96,6 +97,19 @@ class SplunkHecSink:
 
     async def start(self) -> None:
         self._http.start()
+
+    async def healthcheck(self) -> None:
+        """``GET /services/collector/health``: 200 (code 17) while HEC accepts data; 503 when its queues
+        are full (code 18) or indexer acknowledgement is unavailable (code 19)."""
+        what = f"HEC health {self._health_url}"
+        resp = await self._http.request("GET", self._health_url, what)
+        try:
+            reply = orjson.loads(resp.body) if resp.body else {}
+        except orjson.JSONDecodeError:
+            reply = {}
+        code = reply.get("code") if isinstance(reply, dict) else None
+        text = str(reply.get("text", ""))[:200] if isinstance(reply, dict) else ""
+        check_healthy(resp, what, f"code {code}: {text}" if code is not None else "")
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
