@@ -119,7 +119,7 @@ async def backfill(
         on_agent(agent)
     ticker: asyncio.Task[Any] | None = None
     if progress is not None:
-        ticker = asyncio.create_task(_progress(agent, progress))
+        ticker = asyncio.create_task(_progress(agent, progress), name="backfill:progress")
     try:
         code = await agent.run()
     finally:

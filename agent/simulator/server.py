@@ -237,7 +237,7 @@ class GraphSimulator:
 
     def start_generator(self, per_second: float) -> None:
         """Generate alerts in the background (``stop`` ends it)."""
-        self._generator = asyncio.create_task(self.generate(per_second))
+        self._generator = asyncio.create_task(self.generate(per_second), name="simulator:generate")
 
     async def stop(self) -> None:
         """Stop generating and serving (held responses are released first)."""

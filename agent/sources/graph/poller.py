@@ -206,8 +206,8 @@ class StreamPoller:
 
         Abandoning is safe: nothing of that page was emitted and the cursor was not committed.
         """
-        request = asyncio.ensure_future(self.client.get_json(url, query))
-        stopping = asyncio.ensure_future(self.ctx.stop.wait())
+        request = asyncio.create_task(self.client.get_json(url, query), name=f"get:{self.stream}")
+        stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
         try:
             await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
