@@ -1,7 +1,10 @@
-"""Agent: builds the components from settings, runs them, and shuts them down in order.
+"""Agent: the lifecycle. Builds the components from settings, runs them, shuts them down in order.
 
-Lifecycle (after uvicorn and Vector): ``startup`` loads the checkpoint and builds sinks, queues and
-runners; ``run`` starts one task per source and per sink runner. The first SIGTERM/SIGINT sets
+What flows between the components is the pipeline's business (``agent.pipeline``: fan-out to one
+lane per sink, ordered acknowledgement, the commit path into the checkpoint); the agent only starts
+and stops it. Lifecycle (after uvicorn and Vector): ``run`` loads the checkpoint, builds the sources
+and a pipeline lane per sink, and starts one task per source, per sink runner and for the checkpoint
+writer, each named after its component (``source:x``, ``sink:y``). The first SIGTERM/SIGINT sets
 ``stop``: sources finish their current page and return, queues close, runners drain what is queued
 until ``shutdown_timeout_secs``; then whatever is left is cancelled. A second signal cancels at once.
 Only acknowledged progress is ever written to the checkpoint, so no exit path can lose an alert.
@@ -11,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,22 +24,17 @@ from prometheus_client import CollectorRegistry
 
 from agent.checkpoint import CheckpointStore, StreamState
 from agent.clock import Clock, SystemClock, now_str
-from agent.codecs import build_serializer
 from agent.config import AgentSettings
 from agent.errors import AgentError, ConfigError, StateError
 from agent.health import Health
 from agent.metrics import AgentMetrics
-from agent.model import Batch, Commit
 from agent.ops import OpsServer
-from agent.pipeline.acks import AckTracker
+from agent.pipeline import CommitPath, Lane, Pipeline
 from agent.pipeline.dead_letter import DeadLetterFile
-from agent.pipeline.queue import BoundedQueue, QueueClosed
-from agent.pipeline.runner import SinkRunner
 from agent.sdnotify import Notifier
 from agent.sinks import Sink, SinkContext, build_sink
-from agent.sources import Source, SourceContext, Stopping, build_source
+from agent.sources import Source, build_source
 from agent.statelock import StateLock
-from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +43,6 @@ EXIT_FAILURE = 1
 EXIT_FORCED = 130
 #: The checkpoint cannot be written (same code as an unreadable one at startup, EX_IOERR).
 EXIT_STATE = 74
-
-
-@dataclass
-class _Lane:
-    sink: Sink
-    queue: BoundedQueue
-    runner: SinkRunner
 
 
 @dataclass
@@ -65,12 +55,13 @@ class Agent:
     #: Sinks to use instead of building them from config, by sink name (embedding and tests).
     sink_overrides: dict[str, Sink] = field(default_factory=dict)
     notifier: Notifier = field(default_factory=Notifier)
-    #: Sources to run instead of building them from config (``backfill``, embedding and tests).
+    #: Sources to run instead of building them from config (embedding and tests).
     source_overrides: list[Source] | None = None
     #: Checkpoint to use instead of ``<state_dir>/<name>.checkpoint.json`` (``backfill``: in memory).
     checkpoint: CheckpointStore | None = None
-    #: Exit once every source has returned and every queued batch was delivered (``backfill``).
-    one_shot: bool = False
+    #: Read only ``[start, end)`` of every source once (``Source.read_window``), then exit once every
+    #: queued batch was delivered (``backfill``). ``None``: poll until stopped.
+    window: tuple[str, str] | None = None
     #: Hold ``<state_dir>/<name>.lock`` while running (one writer per checkpoint).
     lock_state: bool = True
     #: Called on SIGHUP after the sinks reopened their files (e.g. the log file).
@@ -79,99 +70,36 @@ class Agent:
     log_suppressed: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
+        s = self.settings
         self.metrics = AgentMetrics(self.registry)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
-        self.store = self.checkpoint or CheckpointStore(
-            self.settings.state_dir, self.settings.name, lambda: now_str(self.clock)
-        )
-        self.metrics.add_refresher(self.refresh_lag)
+        self.store = self.checkpoint or CheckpointStore(s.state_dir, s.name, lambda: now_str(self.clock))
         if self.log_suppressed is not None:
-            self.metrics.add_refresher(self._count_suppressed)
-        self._suppressed_seen = 0
-        self.acks = AckTracker(self._on_commit)
-        self.lanes: list[_Lane] = []
-        self.sources: list[Source] = []
-        self._dirty = asyncio.Event()
-        self._fatal: BaseException | None = None
-        self.health = Health(self.clock.monotonic, self.settings.http.stale_polls)
-        self.ops: OpsServer | None = None
-
-    # -- wiring ------------------------------------------------------------------------------
-
-    def _on_commit(self, stream: str, commit: Commit) -> None:
-        self.store.apply(stream, commit)
-        self._set_lag(stream)
-        self._dirty.set()
-
-    def _set_lag(self, stream: str) -> None:
-        cursor = self.store.streams[stream].cursor
-        if cursor is not None:
-            lag = (self.clock.now() - parse(cursor)).total_seconds()
-            self.metrics.checkpoint_lag.labels(stream).set(lag)
-
-    def _count_suppressed(self) -> None:
-        assert self.log_suppressed is not None
-        total = self.log_suppressed()
-        self.metrics.log_lines_suppressed.labels("repeated").inc(max(0, total - self._suppressed_seen))
-        self._suppressed_seen = total
-
-    def refresh_lag(self) -> None:
-        """Checkpoint lag of every stream as of now (it grows while nothing is committed)."""
-        for stream in list(self.store.streams):
-            self._set_lag(stream)
-
-    async def _emit(self, batch: Batch) -> None:
-        self.acks.register(batch, len(self.lanes) if batch.alerts else 0)
-        if not batch.alerts:
-            return
-        for lane in self.lanes:
-            try:
-                queued = await lane.queue.put(batch, abort=self.stop)
-            except QueueClosed:
-                raise Stopping from None
-            if not queued:
-                if self.stop.is_set():
-                    raise Stopping
-                self.acks.ack(batch)  # dropped by policy (drop_newest), counted by the queue
-
-    def _build(self) -> None:
-        s = self.settings
+            self.metrics.count_suppressed_lines(self.log_suppressed)
+        self.health = Health(self.clock.monotonic, s.http.stale_polls)
+        self.commits = CommitPath(self.store, self.metrics, self.clock, s.checkpoint_interval_secs)
         dead = DeadLetterFile(
             s.dead_letter_path or s.state_dir / "dead-letter.jsonl", lambda: now_str(self.clock)
         )
-        for cfg in s.sinks:
-            on_truncate = self._truncate_hook(cfg.name)
-            sink = self.sink_overrides.get(cfg.name) or build_sink(
-                cfg, SinkContext(cfg.name, self.metrics, s.state_dir)
-            )
-            queue = BoundedQueue(cfg.name, cfg.queue.max_events, cfg.queue.when_full, self.metrics)
-            serializer = build_serializer(cfg.codec, on_truncate)
-            runner = SinkRunner(
-                sink,
-                serializer,
-                queue,
-                self.acks,
-                dead,
-                cfg.batch,
-                cfg.retry,
-                self.metrics,
-                on_health=functools.partial(self.health.sink_state, cfg.name),
-            )
-            self.health.sink_state(cfg.name, False)
-            self.lanes.append(_Lane(sink, queue, runner))
+        self.pipeline = Pipeline(self.commits, dead, self.metrics, self.stop, self.health)
+        self.sources: list[Source] = []
+        self._fatal: BaseException | None = None
+        self.ops: OpsServer | None = None
+
+    @property
+    def lanes(self) -> list[Lane]:
+        """One per sink (sink, queue, runner), once ``run`` has built them."""
+        return self.pipeline.lanes
+
+    def _build(self) -> None:
+        for cfg in self.settings.sinks:
+            ctx = SinkContext(cfg.name, self.metrics, self.clock)
+            self.pipeline.add_lane(cfg, self.sink_overrides.get(cfg.name) or build_sink(cfg, ctx))
         if self.source_overrides is not None:
             self.sources = list(self.source_overrides)
         else:
-            self.sources = [build_source(cfg) for cfg in s.sources]
-
-    def _truncate_hook(self, sink: str) -> Callable[[str], None]:
-        counter = self.metrics.truncated
-
-        def on_truncate(field_name: str) -> None:
-            counter.labels(sink, field_name).inc()
-
-        return on_truncate
+            self.sources = [build_source(cfg, self.clock, self.metrics) for cfg in self.settings.sources]
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -189,30 +117,10 @@ class Agent:
 
     def reopen(self) -> None:
         """SIGHUP: reopen file sinks and the log file (logrotate)."""
-        for lane in self.lanes:
-            lane.sink.reopen()
+        self.pipeline.reopen()
         for hook in self.reopen_hooks:
             hook()
         log.info("Reopened files.")
-
-    async def _checkpoint_writer(self) -> None:
-        interval = self.settings.checkpoint_interval_secs
-        while True:
-            await self._dirty.wait()
-            self._dirty.clear()
-            self._save()
-            if interval:
-                await asyncio.sleep(interval)
-
-    def _save(self) -> None:
-        if not self.store.dirty:
-            return
-        try:
-            self.store.save()
-        except StateError:
-            self.metrics.checkpoint_errors.inc()
-            raise
-        self.metrics.checkpoint_writes.inc()
 
     def load_state(self) -> dict[str, StreamState]:
         """Read the checkpoint (raises ``StateError``)."""
@@ -252,20 +160,21 @@ class Agent:
                 "Serving /metrics, /healthz, /readyz.",
                 extra={"address": self.settings.http.address, "port": port},
             )
-        ctx = SourceContext(self._emit, state, self.stop, self.metrics, self.clock, self.health)
+        ctx = self.pipeline.context(state)
         source_tasks = [
-            asyncio.create_task(self._guard(src.run(ctx), f"source:{src.name}")) for src in self.sources
+            self._start(
+                src.run(ctx) if self.window is None else src.read_window(ctx, *self.window),
+                f"source:{src.name}",
+            )
+            for src in self.sources
         ]
-        runner_tasks = [
-            asyncio.create_task(self._guard(lane.runner.run(), f"sink:{lane.sink.name}"))
-            for lane in self.lanes
-        ]
-        writer = asyncio.create_task(self._guard(self._checkpoint_writer(), "checkpoint"))
+        runner_tasks = [self._start(lane.runner.run(), f"sink:{lane.sink.name}") for lane in self.lanes]
+        writer = self._start(self.commits.run(), "checkpoint")
         log.info("Agent started.", extra={"sources": len(self.sources), "sinks": len(self.lanes)})
         self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
-        watchdog = asyncio.create_task(self._watchdog())
+        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         try:
-            if self.one_shot:
+            if self.window is not None:
                 await self._until_drained(source_tasks, runner_tasks)
             await self.stop.wait()
             self.notifier.stopping()
@@ -290,14 +199,13 @@ class Agent:
         No deadline: a one-shot run ends when everything was delivered, or on SIGTERM (``stop``).
         """
         if await self._all_done_or_stop(sources):
-            for lane in self.lanes:
-                await lane.queue.close()
+            await self.pipeline.close()
             await self._all_done_or_stop(runners)
         self.stop.set()
 
     async def _all_done_or_stop(self, tasks: list[asyncio.Task[None]]) -> bool:
         """Wait until every task is done (``True``) or ``stop`` is set (``False``)."""
-        stopped = asyncio.create_task(self.stop.wait())
+        stopped = asyncio.create_task(self.stop.wait(), name="stop")
         pending: set[asyncio.Task[Any]] = set(tasks)
         try:
             for _ in range(len(tasks) + 1):  # each pass finishes at least one task
@@ -319,10 +227,14 @@ class Agent:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _guard(self, coro: object, name: str) -> None:
+    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A task named after its component (``source:x``, ``sink:y``), run under ``_guard``."""
+        return asyncio.create_task(self._guard(coro, name), name=name)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Supervision boundary: a component that dies takes the agent down (non-zero exit)."""
         try:
-            await coro  # type: ignore[misc]
+            await coro
         except asyncio.CancelledError:
             raise
         except AgentError as exc:
@@ -345,12 +257,11 @@ class Agent:
 
         async def graceful() -> None:
             await asyncio.gather(*sources, return_exceptions=True)
-            for lane in self.lanes:
-                await lane.queue.close()
+            await self.pipeline.close()
             await asyncio.gather(*runners, return_exceptions=True)
 
-        drain = asyncio.create_task(graceful())
-        forced = asyncio.create_task(self.force.wait())
+        drain = asyncio.create_task(graceful(), name="drain")
+        forced = asyncio.create_task(self.force.wait(), name="force")
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         done, _ = await asyncio.wait({drain, forced}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         forced.cancel()
@@ -364,7 +275,7 @@ class Agent:
         await asyncio.gather(writer, return_exceptions=True)
         if self._fatal is None or not isinstance(self._fatal, StateError):
             try:
-                self._save()
+                self.commits.flush()
             except StateError as exc:
                 log.error("Final checkpoint write failed.", extra={"error": str(exc)})
                 self._fatal = self._fatal or exc

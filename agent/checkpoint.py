@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from agent.durable import write_all
 from agent.errors import StateError
 from agent.model import Commit
 from agent.timestamps import sort_key
@@ -119,10 +120,7 @@ class CheckpointStore:
             fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
             try:
                 os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
+                write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(tmp_name, self.path)

@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import gc
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -28,6 +26,7 @@ from agent.clock import SystemClock, now_str
 from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
+from agent.commands.demo import demo
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
@@ -232,64 +231,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
 
-async def _demo(args: argparse.Namespace) -> int:
-    from agent.simulator.server import GraphSimulator, server_ssl_context
-    from agent.simulator.tls import make_tls
-
-    with tempfile.TemporaryDirectory(prefix="siem-agent-demo-") as tmp:
-        tls = make_tls(Path(tmp) / "tls")
-        sim = GraphSimulator()
-        base = await sim.start(server_ssl_context(str(tls.cert), str(tls.key)))
-        sim.add_alerts(10)
-        sim.start_generator(args.rate)
-        data: dict[str, Any] = {
-            "name": "demo",
-            "state_dir": str(Path(tmp) / "state"),
-            "shutdown_timeout_secs": 5,
-            "http": {"port": 0},
-            "sources": [
-                {
-                    "type": "graph_security",
-                    "name": "simulator",
-                    "tenant_id": sim.tenant_id,
-                    "client_id": sim.client_id,
-                    "client_secret": sim.client_secret,
-                    "authority_url": base,
-                    "graph_url": base,
-                    "ca_bundle": str(tls.ca_cert),
-                    "poll_interval_secs": 2,
-                    "overlap_secs": 60,
-                    "initial_lookback_secs": 3600,
-                }
-            ],
-            "sinks": [
-                {
-                    "type": "stdout",
-                    "name": "stdout",
-                    "codec": {"type": args.codec},
-                    "batch": {"timeout_secs": 0.2},
-                }
-            ],
-        }
-        settings = load_settings(data=data)
-        print(
-            f"siem-agent demo: Graph simulator at {base}; "
-            f"forwarding {args.codec.upper()} to stdout. ^C stops.",
-            file=sys.stderr,
-        )
-        agent = Agent(settings)
-        agent.install_signal_handlers()
-        if args.duration:
-            asyncio.get_running_loop().call_later(args.duration, agent.request_stop)
-        try:
-            return await agent.run()
-        finally:
-            await sim.stop()
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
     configure("info", "auto")
-    return asyncio.run(_demo(args))
+    return asyncio.run(demo(args.codec, args.rate, args.duration))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ alone, never by matching messages::
     ├── ConfigError            bad configuration (exit 78); never retriable
     ├── StateError             checkpoint unreadable, corrupt or unwritable (exit 74)
     ├── SourceError            a source could not fetch
-    │   ├── AuthError          token acquisition failed (bad credentials, consent missing)
+    │   ├── AuthError          token acquisition failed (bad credentials, consent missing);
+    │   │                      a sink that authenticates (Logs Ingestion) holds it as TransientSinkError
     │   ├── ThrottledError     429: retriable after ``retry_after`` seconds
     │   └── TransientSourceError  5xx, timeouts, connection errors, malformed pages
     ├── EncodeError            one alert could not be encoded (dead-lettered, never retried)

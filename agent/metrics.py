@@ -204,6 +204,18 @@ class AgentMetrics:
             registry=registry,
         )
 
+    def count_suppressed_lines(self, total: Callable[[], int]) -> None:
+        """Export ``total()`` (log lines the repeat filter held back so far) on every refresh."""
+        seen = 0
+
+        def refresh() -> None:
+            nonlocal seen
+            now = total()
+            self.log_lines_suppressed.labels("repeated").inc(max(0, now - seen))
+            seen = now
+
+        self.add_refresher(refresh)
+
     def add_refresher(self, refresh: Callable[[], None]) -> None:
         """Register a callable that updates time-dependent gauges; ``refresh`` runs them (before a scrape)."""
         self._refreshers.append(refresh)

@@ -1,34 +1,20 @@
 """Codecs: serializers (alert -> message bytes) and framers (message -> stream bytes).
 
-``CODECS`` is the closed registry from the config ``type`` tag to the serializer class; a test checks
-that its keys are exactly the tags of :data:`~agent.codecs.config.CodecConfig`.
+``CODECS`` is the closed registry from the config ``type`` tag to the serializer class: the message
+codecs (``agent.codecs.msg.MSG_CODECS``, which syslog envelopes carry as their MSG part) and the
+envelopes. A test checks that its keys are exactly the tags of :data:`~agent.codecs.config.CodecConfig`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from agent.codecs.base import Framer, Serializer, TruncateHook
-from agent.codecs.cef import CefSerializer
+from agent.codecs.base import Framer, Serializer, SerializerFactory, TruncateHook
 from agent.codecs.config import CodecConfig
-from agent.codecs.ecs import EcsSerializer
 from agent.codecs.framing import FRAMERS
-from agent.codecs.json import JsonSerializer
-from agent.codecs.leef import LeefSerializer
+from agent.codecs.msg import MSG_CODECS
 from agent.codecs.syslog import Syslog3164Serializer, Syslog5424Serializer
 
-
-class SerializerFactory(Protocol):
-    """A serializer class: built from its own config model and a truncation hook."""
-
-    def __call__(self, config: Any, on_truncate: TruncateHook | None = None) -> Serializer: ...
-
-
 CODECS: dict[str, SerializerFactory] = {
-    "json": JsonSerializer,
-    "ecs": EcsSerializer,
-    "cef": CefSerializer,
-    "leef": LeefSerializer,
+    **MSG_CODECS,
     "syslog5424": Syslog5424Serializer,
     "syslog3164": Syslog3164Serializer,
 }
@@ -44,4 +30,4 @@ def build_framer(name: str) -> Framer:
     return FRAMERS[name]()
 
 
-__all__ = ["CODECS", "Framer", "Serializer", "build_framer", "build_serializer"]
+__all__ = ["CODECS", "Framer", "Serializer", "SerializerFactory", "build_framer", "build_serializer"]

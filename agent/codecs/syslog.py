@@ -12,23 +12,11 @@ from __future__ import annotations
 import re
 import socket
 from datetime import UTC, datetime
-from typing import Protocol
 
-from agent.codecs.base import TruncateHook
-from agent.codecs.cef import CefSerializer
-from agent.codecs.config import (
-    FACILITIES,
-    CefCodecConfig,
-    EcsCodecConfig,
-    JsonCodecConfig,
-    LeefCodecConfig,
-    Syslog3164CodecConfig,
-    Syslog5424CodecConfig,
-)
-from agent.codecs.ecs import EcsSerializer
+from agent.codecs.base import Serializer, TruncateHook
+from agent.codecs.config import FACILITIES, Syslog3164CodecConfig, Syslog5424CodecConfig
 from agent.codecs.flat import Part, fit
-from agent.codecs.json import JsonSerializer
-from agent.codecs.leef import LeefSerializer
+from agent.codecs.msg import MSG_CODECS
 from agent.codecs.paths import as_text, compile_path, lookup
 from agent.codecs.text import clean, cut, parse_time, utc_fraction
 from agent.model import Alert
@@ -40,23 +28,6 @@ _UTC_HEAD = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
 #: Longest SD PARAM-VALUE written, in characters.
 SD_VALUE_MAX = 1024
 BOM = b"\xef\xbb\xbf"
-
-
-class _BoundedSerializer(Protocol):
-    def encode_within(self, alert: Alert, max_bytes: int) -> bytes: ...
-
-
-def msg_serializer(
-    config: JsonCodecConfig | EcsCodecConfig | CefCodecConfig | LeefCodecConfig, hook: TruncateHook | None
-) -> _BoundedSerializer:
-    """The serializer of an envelope's MSG part."""
-    if isinstance(config, CefCodecConfig):
-        return CefSerializer(config, hook)
-    if isinstance(config, LeefCodecConfig):
-        return LeefSerializer(config, hook)
-    if isinstance(config, EcsCodecConfig):
-        return EcsSerializer(config, hook)
-    return JsonSerializer(config, hook)
 
 
 def header_field(text: str | None, limit: int) -> str:
@@ -93,7 +64,7 @@ class _Envelope:
     ) -> None:
         self._hook = hook
         self._max = config.max_message_bytes
-        self._msg = msg_serializer(config.msg, hook)
+        self._msg: Serializer = MSG_CODECS[config.msg.type](config.msg, hook)
         self._time = compile_path(config.timestamp_field)
         facility = FACILITIES[config.facility] if isinstance(config.facility, str) else config.facility
         self._pri = {k: facility * 8 + v for k, v in config.severity_map.items()}

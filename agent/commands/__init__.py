@@ -1,1 +1,1 @@
-"""Subcommands beyond ``run``: connectivity checks, backfill, checkpoint inspection and reset."""
+"""Subcommands beyond ``run``: connectivity checks, backfill, checkpoint inspection and reset, the demo."""

@@ -3,9 +3,10 @@
 It runs the real pipeline — queues, codecs, sink runners, retries, dead letters — with three
 differences from ``run``:
 
-* the sources read the bounded window ``{field} ge since and {field} lt until`` (``field`` is
-  ``lastUpdateDateTime``, or ``createdDateTime`` with ``forward_updates = "first"``), split in half
-  windows where paging goes too deep, with no overlap and no dedup against the live checkpoint;
+* each source reads the bounded window ``{field} ge since and {field} lt until`` once
+  (``Source.read_window``; ``field`` is ``lastUpdateDateTime``, or ``createdDateTime`` with
+  ``forward_updates = "first"``), split in half windows where paging goes too deep, with no overlap
+  and no dedup against the live checkpoint;
 * the checkpoint lives in memory: the live ``<name>.checkpoint.json`` is never read or written, so
   a backfill can run next to the agent (it spends the same Graph request budget, though);
 * it ends by itself once every window was read and every sink acknowledged everything, and then
@@ -16,26 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from agent.app import Agent
-from agent.auth import ClientCredential
 from agent.checkpoint import CheckpointStore, StreamState
 from agent.clock import Clock, SystemClock, now_str
 from agent.config import AgentSettings
 from agent.sdnotify import Notifier
-from agent.sources.base import Source, SourceContext, Stopping
-from agent.sources.config import GraphSecuritySourceConfig
-from agent.sources.graph.budget import RateBudget
-from agent.sources.graph.client import GraphClient
-from agent.sources.graph.poller import StreamPoller, StreamSpec
-from agent.sources.graph.source import GraphSecuritySource
 from agent.timestamps import format_dt, sort_key
-
-log = logging.getLogger(__name__)
 
 
 def parse_instant(text: str) -> str:
@@ -58,47 +49,6 @@ class MemoryCheckpoint(CheckpointStore):
 
     def save(self) -> None:
         self.dirty = False
-
-
-class WindowSource:
-    """One Graph source reading ``[since, until)`` of each of its streams once, then returning."""
-
-    def __init__(self, config: GraphSecuritySourceConfig, since: str, until: str) -> None:
-        self.name = config.name
-        self.config = config.model_copy(update={"overlap_secs": 0.0})
-        self.since = since
-        self.until = until
-        self._client: GraphClient | None = None
-
-    def stream_specs(self) -> list[StreamSpec]:
-        return GraphSecuritySource(self.config).stream_specs()
-
-    async def run(self, ctx: SourceContext) -> None:
-        cfg = self.config
-        credential = ClientCredential(cfg, ctx.clock)
-        budget = RateBudget(cfg.requests_per_minute, ctx.clock)
-        self._client = client = GraphClient(cfg, credential, budget, ctx.metrics, ctx.clock)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for spec in self.stream_specs():
-                    tg.create_task(self._window(spec, client, ctx), name=f"backfill:{spec.stream}")
-        finally:
-            await self.aclose()
-
-    async def _window(self, spec: StreamSpec, client: GraphClient, ctx: SourceContext) -> None:
-        poller = StreamPoller(spec, self.config, client, ctx)
-        log.info("Backfilling.", extra={"stream": spec.stream, "since": self.since, "until": self.until})
-        try:
-            # The poller's bounded-window reader: half windows, $count re-reads, commits per window.
-            await poller._read_split(self.since, self.until)
-        except Stopping:
-            return
-        log.info("Window read.", extra={"stream": spec.stream})
-
-    async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
 
 
 def _total(agent: Agent, name: str) -> dict[str, float]:
@@ -157,21 +107,19 @@ async def backfill(
         }
     )
     store = MemoryCheckpoint(settings.state_dir, settings.name, lambda: now_str(clk))
-    sources: list[Source] = [WindowSource(cfg, since, until) for cfg in settings.sources]
     agent = Agent(
         one_shot,
         clock=clk,
         notifier=Notifier({}),
-        source_overrides=sources,
         checkpoint=store,
-        one_shot=True,
+        window=(since, until),
         lock_state=False,
     )
     if on_agent is not None:
         on_agent(agent)
     ticker: asyncio.Task[Any] | None = None
     if progress is not None:
-        ticker = asyncio.create_task(_progress(agent, progress))
+        ticker = asyncio.create_task(_progress(agent, progress), name="backfill:progress")
     try:
         code = await agent.run()
     finally:

@@ -25,6 +25,12 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from agent.codecs.config import CodecConfig
+from agent.config.settings import AgentSettings
+from agent.entra.config import CredentialConfig
+from agent.sinks.config import SinkConfig
+from agent.sources.config import SourceConfig
+
 _FIELD = re.compile(r"^    (\w+)\s*:")
 _HEADER = """# Configuration reference
 
@@ -218,17 +224,13 @@ def _family(title: str, intro: str, union: Any, prefix: str, skip_common: bool =
 
 def render() -> str:
     """The whole reference as Markdown."""
-    from agent.codecs.config import CodecConfig
-    from agent.config.settings import AgentSettings
-    from agent.sinks.config import SinkConfig
-    from agent.sources.config import CredentialConfig, SourceConfig
-
     out = [_HEADER, "## Top level", ""]
     out += _table(_rows(AgentSettings, skip=frozenset({"sources", "sinks"})))
     out += _family("Sources (`[[sources]]`)", "At least one. Selected by `type`.", SourceConfig, "")
     out += _family(
-        "Graph credentials (`credential = { type = ... }`)",
-        "Instead of `client_secret`, a source may authenticate with one of these.",
+        "Entra ID credentials (`credential = { type = ... }`)",
+        "Instead of `client_secret`, a Graph source or a `logs_ingestion` sink may authenticate with "
+        "one of these.",
         CredentialConfig,
         "credential.",
         skip_common=False,

@@ -2,7 +2,9 @@
 
 Each batch is registered once with the number of sinks that must acknowledge it. When a batch's
 count reaches zero *and* every earlier batch of its stream has, its ``Commit`` is handed to
-``on_commit`` — strictly in source order, so the checkpoint never has a gap behind it.
+``on_commit`` — strictly in source order, so the checkpoint never has a gap behind it. A cursor-only
+commit (``advance``: progress without alerts, e.g. a cursor moved past a fully read window) waits for
+no sink, only for everything registered on its stream before it.
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ class AckTracker:
 
     def register(self, batch: Batch, sinks: int) -> None:
         """Assign ``batch.seq`` and expect ``sinks`` acknowledgements (0: commit as soon as in order)."""
-        seq = self._next_seq.get(batch.stream, 0)
-        self._next_seq[batch.stream] = seq + 1
-        batch.seq = seq
-        self._streams.setdefault(batch.stream, OrderedDict())[seq] = _Pending(sinks, batch.commit)
-        self._flush(batch.stream)
+        batch.seq = self._add(batch.stream, sinks, batch.commit)
+
+    def advance(self, stream: str, commit: Commit) -> None:
+        """The cursor-only commit: hand ``commit`` on once everything registered before it is."""
+        self._add(stream, 0, commit)
+
+    def _add(self, stream: str, sinks: int, commit: Commit) -> int:
+        seq = self._next_seq.get(stream, 0)
+        self._next_seq[stream] = seq + 1
+        self._streams.setdefault(stream, OrderedDict())[seq] = _Pending(sinks, commit)
+        self._flush(stream)
+        return seq
 
     def ack(self, batch: Batch) -> None:
         """One sink is done with ``batch`` (delivered, dead-lettered or deliberately dropped)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from agent.durable import write_all
 from agent.errors import StateError
 from agent.model import Alert
 
@@ -30,10 +31,7 @@ class DeadLetterFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            write_all(fd, data)
         finally:
             os.close(fd)
 

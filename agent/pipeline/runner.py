@@ -21,20 +21,15 @@ from agent.errors import EncodeError, PermanentSinkError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Batch, Event
 from agent.pipeline.acks import AckTracker
+from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
-from agent.sinks.base import Sink
-from agent.sinks.config import BatchConfig, RetryConfig
+from agent.pipeline.sink import Sink
+from agent.retry import backoff
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def backoff(attempt: int, retry: RetryConfig, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max, initial * 2**attempt)]."""
-    cap = min(retry.max_backoff_secs, retry.initial_backoff_secs * (2 ** min(attempt, 30)))
-    return rng.uniform(0, cap)
 
 
 class SinkRunner:
@@ -88,11 +83,7 @@ class SinkRunner:
                 await self.sink.start()
             except TransientSinkError as exc:
                 self._set_health(False)
-                delay = (
-                    exc.retry_after
-                    if exc.retry_after is not None
-                    else backoff(attempt, self._retry, self._rng)
-                )
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning("Sink start failed; retrying.", extra={"sink": self.sink.name, "error": str(exc)})
                 attempt += 1
                 await self._sleep(delay)
@@ -164,11 +155,7 @@ class SinkRunner:
                 self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
                 self._m.send_retries.labels(self.sink.name).inc()
                 self._set_health(False)
-                delay = (
-                    exc.retry_after
-                    if exc.retry_after is not None
-                    else backoff(attempt, self._retry, self._rng)
-                )
+                delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning(
                     "Send failed; retrying.",
                     extra={"sink": self.sink.name, "error": str(exc), "retry_in_secs": round(delay, 3)},
@@ -200,8 +187,11 @@ class SinkRunner:
             ]
             if pending:
                 self._m.send_retries.labels(self.sink.name).inc()
-                await self._sleep(backoff(attempt, self._retry, self._rng))
+                await self._sleep(self._backoff(attempt))
                 attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self._retry.initial_backoff_secs, self._retry.max_backoff_secs, self._rng)
 
     def _set_health(self, up: bool) -> None:
         self._m.sink_up.labels(self.sink.name).set(1 if up else 0)

@@ -190,9 +190,7 @@ class GraphSimulator:
 
     def register_certificate(self, cert_pem: bytes) -> None:
         """Accept client assertions signed by this certificate's key (as if uploaded to the app)."""
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        self.certificates[_b64url(cert.fingerprint(hashes.SHA256()))] = cert_pem
-        self.certificates[_b64url(cert.fingerprint(hashes.SHA1()))] = cert_pem  # noqa: S303 - x5t is SHA-1
+        self.certificates.update(dict.fromkeys(certificate_thumbprints(cert_pem), cert_pem))
 
     def graph_requests(self) -> list[Seen]:
         """Requests to the Graph collections (not the token endpoint)."""
@@ -239,7 +237,7 @@ class GraphSimulator:
 
     def start_generator(self, per_second: float) -> None:
         """Generate alerts in the background (``stop`` ends it)."""
-        self._generator = asyncio.create_task(self.generate(per_second))
+        self._generator = asyncio.create_task(self.generate(per_second), name="simulator:generate")
 
     async def stop(self) -> None:
         """Stop generating and serving (held responses are released first)."""
@@ -286,27 +284,8 @@ class GraphSimulator:
     def _assertion_ok(self, assertion: str, tenant: str) -> bool:
         if assertion in self.federated_assertions:
             return True
-        try:
-            header = jwt.get_unverified_header(assertion)
-        except jwt.PyJWTError:
-            return False
-        thumb = header.get("x5t#S256") or header.get("x5t")
-        pem = self.certificates.get(str(thumb).rstrip("="))  # MSAL pads base64url
-        if pem is None:
-            return False
-        key = x509.load_pem_x509_certificate(pem).public_key()
-        try:
-            claims = jwt.decode(
-                assertion,
-                key,  # type: ignore[arg-type]
-                algorithms=["PS256", "RS256"],
-                audience=f"{self.base_url}/{tenant}/oauth2/v2.0/token",
-                issuer=self.client_id,
-                options={"require": ["exp", "aud", "iss", "sub"]},
-            )
-        except jwt.PyJWTError:
-            return False
-        return claims.get("sub") == self.client_id
+        audience = f"{self.base_url}/{tenant}/oauth2/v2.0/token"
+        return certificate_assertion_ok(assertion, self.certificates, audience, self.client_id)
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -491,6 +470,43 @@ def server_ssl_context(cert: str, key: str) -> ssl.SSLContext:
 def backdate(seconds: float) -> datetime:
     """Now minus ``seconds`` (for late-ingestion scenarios)."""
     return datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+def certificate_thumbprints(cert_pem: bytes) -> list[str]:
+    """The ``x5t#S256`` and ``x5t`` values (unpadded base64url) an assertion names this certificate by."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return [
+        _b64url(cert.fingerprint(hashes.SHA256())),
+        _b64url(cert.fingerprint(hashes.SHA1())),  # noqa: S303 - x5t is SHA-1
+    ]
+
+
+def certificate_assertion_ok(
+    assertion: str, certificates: dict[str, bytes], audience: str, client_id: str
+) -> bool:
+    """Whether ``assertion`` is a client assertion for ``client_id`` and ``audience`` (the token
+    endpoint), signed (PS256/RS256) by the key of a registered certificate (thumbprint -> PEM)."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+    except jwt.PyJWTError:
+        return False
+    thumb = header.get("x5t#S256") or header.get("x5t")
+    pem = certificates.get(str(thumb).rstrip("="))  # MSAL pads base64url
+    if pem is None:
+        return False
+    key = x509.load_pem_x509_certificate(pem).public_key()
+    try:
+        claims = jwt.decode(
+            assertion,
+            key,  # type: ignore[arg-type]
+            algorithms=["PS256", "RS256"],
+            audience=audience,
+            issuer=client_id,
+            options={"require": ["exp", "aud", "iss", "sub"]},
+        )
+    except jwt.PyJWTError:
+        return False
+    return claims.get("sub") == client_id
 
 
 def thumbprint_sha1(cert_pem: bytes) -> str:

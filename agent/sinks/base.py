@@ -1,70 +1,28 @@
-"""The sink seam.
+"""What a sink is built from: its config model and a ``SinkContext``.
 
-A sink delivers a batch of already-serialized events and says, per event, what happened. It never
-retries by itself across calls and never acknowledges what the receiver does not have: the runner
-(``agent.pipeline.runner``) retries, dead-letters and acknowledges based on what ``send`` returns.
+The seam a sink implements (``Sink``, ``SendResult``, the optional ``Reopenable``) is the pipeline's,
+``agent.pipeline.sink``; it is re-exported here for the sink modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from agent.clock import Clock, SystemClock
 from agent.metrics import AgentMetrics
-from agent.model import Event
+from agent.pipeline.sink import Reopenable, SendResult, Sink
 
-
-@dataclass(slots=True)
-class SendResult:
-    """The outcome of one ``send``. Events not named here were delivered.
-
-    ``rejected`` maps an index in the batch to the receiver's reason for a permanent rejection (the
-    event goes to the dead-letter file); ``retry`` lists indexes that failed transiently and are to
-    be sent again; ``dropped`` maps indexes the sink's own policy discarded (e.g. UDP ``oversize =
-    "drop"``) to the reason, which the runner counts once in ``siem_agent_dropped_total``.
-    """
-
-    rejected: dict[int, str] = field(default_factory=dict)
-    retry: list[int] = field(default_factory=list)
-    dropped: dict[int, str] = field(default_factory=dict)
+__all__ = ["Reopenable", "SendResult", "Sink", "SinkContext", "SinkFactory"]
 
 
 @dataclass(frozen=True, slots=True)
 class SinkContext:
-    """What a sink may use: its name, the agent's metrics and state directory."""
+    """What a sink may use: its name, the agent's metrics, and the clock (``Retry-After`` dates)."""
 
     name: str
     metrics: AgentMetrics
-    state_dir: Path
-
-
-class Sink(Protocol):
-    """Delivers batches of events to one receiver."""
-
-    name: str
-
-    async def start(self) -> None:
-        """Open connections or files. Raises ``SinkError``; a retriable one is retried by the runner."""
-        ...
-
-    async def send(self, events: Sequence[Event]) -> SendResult:
-        """Deliver ``events``; return once the receiver has them (as far as the protocol can tell).
-
-        Raises ``TransientSinkError`` when nothing can be known to be delivered (the whole batch is
-        retried) and ``PermanentSinkError`` when the receiver rejected the batch itself. Cancellation
-        leaves the batch unacknowledged.
-        """
-        ...
-
-    async def aclose(self) -> None:
-        """Release every connection and file. Safe to call twice."""
-        ...
-
-    def reopen(self) -> None:
-        """Reopen files (SIGHUP, after logrotate). A no-op for network sinks."""
-        ...
+    clock: Clock = field(default_factory=SystemClock)
 
 
 class SinkFactory(Protocol):

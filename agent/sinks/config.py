@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.codecs.config import CefCodecConfig, CodecConfig, JsonCodecConfig
-from agent.config.secrets import Secret
+from agent.codecs.config import CodecConfig, JsonCodecConfig
+from agent.entra.config import CredentialConfig, check_one_credential
+from agent.pipeline.config import LaneConfig
+from agent.secrets import Secret
 
 #: Codec types whose messages are one JSON object (what the JSON-bodied HTTP sinks embed as is).
 JSON_CODECS = frozenset({"json", "ecs"})
@@ -17,49 +19,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class QueueConfig(_Strict):
-    """The bounded queue in front of a sink."""
-
-    #: Alerts waiting for this sink. A parsed alert with evidence holds ~9 KiB, so the default keeps a
-    #: blocked sink's backlog near 20 MiB (peak RSS under 100 MiB: BENCHMARKS.md, memory).
-    max_events: int = Field(default=2_000, ge=1)
-    #: ``block``: a full queue pauses polling (nothing lost).
-    #: ``drop_newest``: new events are dropped and counted.
-    when_full: Literal["block", "drop_newest"] = "block"
-
-
-class BatchConfig(_Strict):
-    """How many events one send may carry, and how long to wait to fill it."""
-
-    #: Most events in one send; more collected events are split into several sends.
-    max_events: int = Field(default=500, ge=1)
-    #: Most bytes of encoded messages in one send; a single larger message is sent on its own.
-    max_bytes: int = Field(default=1_000_000, ge=1024)
-    #: How long a send waits for more events to fill a batch (adds at most this to latency).
-    timeout_secs: float = Field(default=0.2, ge=0)
-
-
-class RetryConfig(_Strict):
-    """Backoff for transient failures: exponential with full jitter, bounded."""
-
-    #: Backoff bound in seconds before the first retry; doubled per attempt up to ``max_backoff_secs``.
-    initial_backoff_secs: float = Field(default=0.5, gt=0)
-    #: Longest backoff in seconds between retries; a receiver's ``Retry-After`` is used instead when sent.
-    max_backoff_secs: float = Field(default=60.0, gt=0)
-
-
-class _Sink(_Strict):
-    #: Sink name, unique among sinks; labels its metrics, log lines and dead-letter records.
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    #: How each alert becomes one message (see Codecs below). Default ``cef``; ``json`` for
-    #: ``elasticsearch`` and ``logs_ingestion``, which accept only ``json`` or ``ecs``.
-    codec: CodecConfig = Field(default_factory=CefCodecConfig)
-    #: The bounded queue of alerts waiting for this sink.
-    queue: QueueConfig = Field(default_factory=QueueConfig)
-    #: How many events one send may carry, and how long to wait to fill it.
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    #: Backoff between retries of a failed start (connect, open) or send; retried until delivered.
-    retry: RetryConfig = Field(default_factory=RetryConfig)
+class _Sink(LaneConfig):
+    """Every sink table: the lane settings (``agent.pipeline.config``) plus the sink's own keys."""
 
 
 class StdoutSinkConfig(_Sink):
@@ -247,14 +208,23 @@ class LogsIngestionSinkConfig(_JsonHttp):
     tenant_id: str = Field(min_length=1)
     #: Application (client) ID of that app; it needs *Monitoring Metrics Publisher* on the DCR.
     client_id: str = Field(min_length=1)
-    #: Client secret *Value* of that app; a secret, e.g. ``{ env = "SENTINEL_CLIENT_SECRET" }``.
-    client_secret: Secret
+    #: Client secret *Value* of that app; a secret, e.g. ``{ env = "SENTINEL_CLIENT_SECRET" }``. The
+    #: simple form of ``credential = { type = "secret", value = … }``.
+    client_secret: Secret | None = None
+    #: Authenticate with a secret, certificate, PFX or workload-identity table (as a Graph source does,
+    #: see Entra ID credentials) instead of ``client_secret``; exactly one of the two must be set.
+    credential: CredentialConfig | None = None
     #: Entra ID login host for the token; the tenant ID is appended (change it for national clouds).
     authority_host: str = Field(default="https://login.microsoftonline.com", pattern=r"^https://")
     #: OAuth scope of the token requested for the ingestion endpoint.
     scope: str = "https://monitor.azure.com/.default"
     #: Uncompressed body limit per call; the API rejects more than 1 MB.
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _credential(self) -> LogsIngestionSinkConfig:
+        check_one_credential(self.client_secret, self.credential)
+        return self
 
 
 class HttpSinkConfig(HttpCommonConfig):

@@ -14,6 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.codecs import build_framer
+from agent.durable import write_all
 from agent.errors import TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
@@ -26,10 +28,11 @@ TAIL_SCAN_BYTES = 4 * 1024 * 1024
 
 
 class FileSink:
-    """Appends payload + LF per event; with ``fsync`` a batch is acknowledged only once it is on disk."""
+    """Appends each event newline-framed; with ``fsync`` a batch is acknowledged only once it is on disk."""
 
     def __init__(self, config: FileSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
+        self._framer = build_framer("newline")
         self._path = Path(config.path)
         self._fsync = config.fsync
         self._fd: int | None = None
@@ -72,13 +75,7 @@ class FileSink:
             os.close(fd)
 
     def _write(self, data: bytes) -> None:
-        fd = self._open()
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        if self._fsync:
-            os.fsync(fd)
+        write_all(self._open(), data, fsync=self._fsync)
 
     async def start(self) -> None:
         try:
@@ -86,8 +83,24 @@ class FileSink:
         except OSError as exc:
             raise TransientSinkError(f"cannot open {self._path}: {exc.strerror}") from None
 
+    async def healthcheck(self) -> None:
+        """The file, or the directory it would be created in, is writable (nothing is created)."""
+        await asyncio.to_thread(self._check_writable)
+
+    def _check_writable(self) -> None:
+        path = self._path
+        if path.exists():
+            if not path.is_file() or not os.access(path, os.W_OK):
+                raise TransientSinkError(f"{path} is not a writable file")
+            return
+        directory = path.parent
+        if not directory.is_dir():
+            raise TransientSinkError(f"directory {directory} does not exist")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise TransientSinkError(f"directory {directory} is not writable")
+
     async def send(self, events: Sequence[Event]) -> SendResult:
-        data = b"".join(e.payload + b"\n" for e in events)
+        data = b"".join([self._framer.frame(e.payload) for e in events])
         try:
             await asyncio.to_thread(self._write, data)
         except OSError as exc:

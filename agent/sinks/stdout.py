@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from agent.codecs import build_framer
 from agent.errors import TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
@@ -19,12 +20,17 @@ class StdoutSink:
     def __init__(self, config: StdoutSinkConfig, ctx: SinkContext, stream: BinaryIO | None = None) -> None:
         self.name = config.name
         self._stream = stream if stream is not None else sys.stdout.buffer
+        self._framer = build_framer("newline")
 
     async def start(self) -> None:
         return None
 
+    async def healthcheck(self) -> None:
+        """Nothing to contact: standard output is always there (a closed pipe shows on the first write)."""
+        return None
+
     async def send(self, events: Sequence[Event]) -> SendResult:
-        data = b"".join(e.payload + b"\n" for e in events)
+        data = b"".join([self._framer.frame(e.payload) for e in events])
         try:
             # In a worker thread: a slow reader on the other end of a pipe must not stall the event loop.
             await asyncio.to_thread(self._write, data)
@@ -37,7 +43,4 @@ class StdoutSink:
         self._stream.flush()
 
     async def aclose(self) -> None:
-        return None
-
-    def reopen(self) -> None:
         return None

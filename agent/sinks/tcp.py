@@ -121,6 +121,12 @@ class TcpSink:
         if self._writer is None:  # starting a connected sink must not leak its connection
             await self._connect()
 
+    async def healthcheck(self) -> None:
+        """Connect (and complete the TLS handshake) unless a usable connection is open; keep it."""
+        if self._writer is not None and not self._usable(self._writer):
+            self._drop("disconnect")
+        await self.start()
+
     async def _connect(self) -> asyncio.StreamWriter:
         try:
             _, writer = await open_stream(
@@ -254,9 +260,6 @@ class TcpSink:
                 await writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
             writer.transport.abort()
-
-    def reopen(self) -> None:
-        return None
 
 
 def _describe(exc: BaseException) -> str:

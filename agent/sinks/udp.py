@@ -46,6 +46,10 @@ class UdpSink:
         if self._sock is None:  # starting an open sink must not leak its socket
             await self._open()
 
+    async def healthcheck(self) -> None:
+        """Resolve the receiver and connect the socket. All UDP can check: a datagram is never answered."""
+        await self.start()
+
     async def _open(self) -> socket.socket:
         loop = asyncio.get_running_loop()
         try:
@@ -106,6 +110,3 @@ class UdpSink:
 
     async def aclose(self) -> None:
         self._close()
-
-    def reopen(self) -> None:
-        return None

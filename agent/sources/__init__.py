@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from agent.clock import Clock
+from agent.metrics import AgentMetrics
 from agent.sources.base import Source, SourceContext, SourceFactory, Stopping
 from agent.sources.config import SourceConfig
 from agent.sources.graph.source import GraphSecuritySource
@@ -14,9 +16,9 @@ SOURCES: dict[str, SourceFactory] = {
 }
 
 
-def build_source(config: SourceConfig) -> Source:
+def build_source(config: SourceConfig, clock: Clock, metrics: AgentMetrics) -> Source:
     """Build the source a config selects."""
-    return SOURCES[config.type](config)
+    return SOURCES[config.type](config, clock, metrics)
 
 
-__all__ = ["SOURCES", "Source", "SourceContext", "Stopping", "build_source"]
+__all__ = ["SOURCES", "Source", "SourceConfig", "SourceContext", "Stopping", "build_source"]

@@ -2,7 +2,9 @@
 
 A source reads alerts and hands them to the pipeline as ``Batch``es through ``SourceContext.emit``,
 which blocks while a sink queue is full (backpressure). A source never writes the checkpoint: each
-batch carries the ``Commit`` its delivery earns, and the ack tracker applies it in order.
+batch carries the ``Commit`` its delivery earns, and progress that carries no alerts (a cursor moved
+past a fully read window) goes through ``SourceContext.advance``, the cursor-only commit. The ack
+tracker applies both in the order they were handed over.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from agent.checkpoint import StreamState
 from agent.clock import Clock
 from agent.health import Health
 from agent.metrics import AgentMetrics
-from agent.model import Batch
+from agent.model import Batch, Commit
 
 
 class Stopping(Exception):
@@ -25,29 +27,45 @@ class Stopping(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SourceContext:
-    """What a source may use.
+    """What the pipeline gives a running source.
 
-    ``emit`` queues a batch for every sink; it returns once queued and raises ``Stopping`` when the
-    agent stops while it waits. ``state`` is the acknowledged checkpoint at startup. ``stop`` is set
-    on shutdown: finish the current page and return.
+    ``emit`` queues a batch of alerts for every sink; it returns once queued and raises ``Stopping``
+    when the agent stops while it waits. ``advance`` is the cursor-only commit: ``commit`` is applied
+    to ``stream`` once everything emitted on that stream before it was acknowledged (it never waits
+    for queue room). ``state`` is the acknowledged checkpoint at startup. ``stop`` is set on shutdown:
+    finish the current page and return.
     """
 
     emit: Callable[[Batch], Awaitable[None]]
+    advance: Callable[[str, Commit], Awaitable[None]]
     state: Mapping[str, StreamState]
     stop: asyncio.Event
-    metrics: AgentMetrics
-    clock: Clock
     #: Report each complete poll (``poll_succeeded``) and declare streams (``expect_stream``) for /readyz.
     health: Health | None = None
 
 
 class Source(Protocol):
-    """Polls one upstream and emits batches until ``ctx.stop`` is set."""
+    """Reads one upstream: polls it until stopped, or reads one time window once."""
 
     name: str
 
     async def run(self, ctx: SourceContext) -> None:
         """Poll until stopped. Retriable failures are handled inside (backoff); returns on stop."""
+        ...
+
+    async def read_window(self, ctx: SourceContext, start: str, end: str) -> None:
+        """Read every alert with a time in ``[start, end)`` once, emitting it to ``ctx``; then return.
+
+        For replays (``backfill``): no overlap and no dedup against the checkpoint state. Returns early
+        when ``ctx.stop`` is set; raises ``SourceError`` when the window cannot be read.
+        """
+        ...
+
+    async def healthcheck(self) -> str:
+        """Prove the upstream answers with these credentials (one small read); return what was checked.
+
+        Bounded in time. Raises ``SourceError`` naming what is wrong (never a secret).
+        """
         ...
 
     async def aclose(self) -> None:
@@ -56,6 +74,6 @@ class Source(Protocol):
 
 
 class SourceFactory(Protocol):
-    """A source class: built from its config model."""
+    """A source class: built from its config model, the clock and the agent's metrics."""
 
-    def __call__(self, config: Any) -> Source: ...
+    def __call__(self, config: Any, clock: Clock, metrics: AgentMetrics) -> Source: ...

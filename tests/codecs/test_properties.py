@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.codecs import CODECS
-from agent.codecs.config import CodecConfig
+from agent.codecs.config import CodecConfig, MsgCodecConfig
+from agent.codecs.msg import MSG_CODECS
 from tests.codecs.helpers import base_alert, expected_text, parse_5424, parse_cef, serializer
 
 NASTY = st.sampled_from(list("\x00\r\n\t|=\\]\"' \ud800\udfff\u202e\u0301\x85\ufeff<>:"))
@@ -44,6 +45,12 @@ def test_registry_matches_config_union() -> None:
     """CODECS keys are exactly the ``type`` tags of CodecConfig."""
     union = CodecConfig.__origin__.__args__  # type: ignore[attr-defined]
     assert set(CODECS) == {m.model_fields["type"].default for m in union}
+
+
+def test_envelope_registry_matches_msg_union() -> None:
+    """MSG_CODECS (what an envelope may carry) has exactly the ``type`` tags of the ``msg`` union."""
+    union = MsgCodecConfig.__origin__.__args__  # type: ignore[attr-defined]
+    assert set(MSG_CODECS) == {m.model_fields["type"].default for m in union}
 
 
 @SETTINGS

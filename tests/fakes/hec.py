@@ -10,6 +10,8 @@ Validates: ``Authorization: Splunk <token>`` (2 missing / 4 invalid), ``X-Splunk
 index). Indexer ack: every accepted POST gets an ``ackId`` per channel; ``/services/collector/ack``
 reports it ``true`` after ``ack_after_polls`` polls (``None``: never). ``faults`` queues whole
 replies (503 code 9, 429 + Retry-After, 500 code 8, 413, a malformed 200) for the next POSTs.
+``GET /services/collector/health`` (no token needed) answers ``health``: 200 code 17 "HEC is healthy",
+or e.g. ``UNHEALTHY`` (503 code 18, queues full) / ``ACK_UNAVAILABLE`` (503 code 19).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ INTERNAL = reply(500, 8, "Internal server error")
 THROTTLED = Fault(429, b'{"text":"Too many requests","code":9}', {"Retry-After": "0"})
 TOO_LARGE = Fault(413, b'{"text":"Content too large","code":27}')
 MALFORMED = Fault(200, b'{"text":"Succ')
+HEALTHY = reply(200, 17, "HEC is healthy")
+UNHEALTHY = reply(503, 18, "HEC is unhealthy, queues are full")
+ACK_UNAVAILABLE = reply(503, 19, "HEC is unhealthy, ack service unavailable")
 
 
 class FakeHec:
@@ -55,6 +60,7 @@ class FakeHec:
         self.ack_enabled = True
         self.ack_after_polls: int | None = 0
         self.faults: deque[Fault] = deque()
+        self.health = HEALTHY
         #: Called with each envelope; a non-None result rejects it with that code (6, 12, 13, 15).
         self.reject: Callable[[dict[str, Any]], int | None] | None = None
         self.received: list[dict[str, Any]] = []  # every accepted envelope, in order
@@ -209,15 +215,16 @@ class FakeHec:
             out[str(ack_id)] = done
         return web.json_response({"acks": out})
 
-    async def health(self, request: web.Request) -> web.Response:
-        return self._respond(reply(200, 17, "HEC is healthy"))
+    async def health_check(self, request: web.Request) -> web.Response:
+        self.requests.append(dict(request.headers))
+        return self._respond(self.health)
 
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/services/collector/event", self.event)
         app.router.add_post("/services/collector", self.event)
         app.router.add_post("/services/collector/ack", self.ack)
-        app.router.add_get("/services/collector/health", self.health)
+        app.router.add_get("/services/collector/health", self.health_check)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -7,7 +7,10 @@ service-limits table (1 MB per call, 429 with ``Retry-After``, 413 over the limi
 ``identity-platform/v2-oauth2-client-creds-grant-flow`` for the token endpoint (MSAL needs HTTPS and
 the OIDC discovery document). Errors use Azure's ``{"error": {"code", "message"}}`` shape.
 ``faults`` queues whole replies for the next ingestion calls; ``expire_tokens()`` makes every issued
-token answer 401; ``forbidden`` answers 403 (app lacks *Monitoring Metrics Publisher*).
+token answer 401; ``forbidden`` answers 403 (app lacks *Monitoring Metrics Publisher*). Besides the
+client secret, the token endpoint takes client assertions (``private_key_jwt``) signed by a certificate
+given to ``register_certificate`` (verified as the Graph simulator does) or listed in
+``federated_assertions`` (workload identity).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from agent.simulator.server import certificate_assertion_ok, certificate_thumbprints
 from agent.simulator.tls import make_tls
 from tests.fakes.transports import abort
 
@@ -36,6 +40,7 @@ DCR = "dcr-0123456789abcdef0123456789abcdef"
 STREAM = "Custom-GraphAlerts_CL"
 LIMIT = 1_000_000
 SCOPES = {"https://monitor.azure.com/.default", "https://monitor.azure.com//.default"}
+_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 @dataclass
@@ -61,6 +66,12 @@ class FakeLogsIngestion:
         self.tls = make_tls(tls_dir)
         self.tokens: set[str] = set()
         self.token_requests = 0
+        #: Certificates whose keys may sign client assertions: thumbprint -> PEM.
+        self.certificates: dict[str, bytes] = {}
+        #: Federated tokens (workload identity) accepted as client assertions.
+        self.federated_assertions: set[str] = set()
+        #: How each successful token request authenticated: "secret" or "assertion".
+        self.grants: list[str] = []
         self.forbidden = False
         #: Cleared: every ingestion call waits (for cancellation tests).
         self.hold = asyncio.Event()
@@ -77,6 +88,20 @@ class FakeLogsIngestion:
     def expire_tokens(self) -> None:
         self.tokens.clear()
 
+    def register_certificate(self, cert_pem: bytes) -> None:
+        """Accept client assertions signed by this certificate's key (as if uploaded to the app)."""
+        self.certificates.update(dict.fromkeys(certificate_thumbprints(cert_pem), cert_pem))
+
+    def _credential_ok(self, form: Any, tenant: str) -> tuple[bool, str]:
+        assertion = form.get("client_assertion")
+        if isinstance(assertion, str) and form.get("client_assertion_type") == _JWT_BEARER:
+            audience = f"{self.url}/{tenant}/oauth2/v2.0/token"
+            ok = assertion in self.federated_assertions or certificate_assertion_ok(
+                assertion, self.certificates, audience, CLIENT_ID
+            )
+            return ok, "assertion"
+        return form.get("client_secret") == CLIENT_SECRET, "secret"
+
     async def _oidc(self, request: web.Request) -> web.Response:
         base = f"{self.url}/{request.match_info['tenant']}"
         return web.json_response(
@@ -84,26 +109,28 @@ class FakeLogsIngestion:
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
                 "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                 "issuer": f"{base}/v2.0",
-                "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
             }
         )
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
         form = await request.post()
+        credential_ok, how = self._credential_ok(form, request.match_info["tenant"])
         ok = (
             request.match_info["tenant"] == TENANT
             and form.get("grant_type") == "client_credentials"
             and form.get("client_id") == CLIENT_ID
-            and form.get("client_secret") == CLIENT_SECRET
+            and credential_ok
         )
         if not ok:
+            description = (
+                "AADSTS700027: Client assertion failed signature validation."
+                if how == "assertion"
+                else "AADSTS7000215: Invalid client secret provided."
+            )
             return web.json_response(
-                {
-                    "error": "invalid_client",
-                    "error_description": "AADSTS7000215: Invalid client secret provided.",
-                },
-                status=401,
+                {"error": "invalid_client", "error_description": description}, status=401
             )
         if form.get("scope") not in SCOPES:
             return web.json_response(
@@ -115,6 +142,7 @@ class FakeLogsIngestion:
             )
         token = secrets.token_urlsafe(24)
         self.tokens.add(token)
+        self.grants.append(how)
         return web.json_response(
             {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
         )

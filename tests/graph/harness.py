@@ -1,7 +1,8 @@
 """A small harness that runs GraphSecuritySource the way agent.app does, without sinks.
 
 ``emit`` registers each batch with an ``AckTracker`` whose commits go to a ``CheckpointStore``; a
-batch is acknowledged at once (``auto_ack``) or when the test says so. Every acknowledged alert
+batch is acknowledged at once (``auto_ack``) or when the test says so; ``advance`` (the cursor-only
+commit) is registered with no acknowledgement to wait for. Every acknowledged alert
 version is recorded, and every commit is checked: the cursor may never pass an alert version the
 simulator shows that was not acknowledged yet (unless late ingestion is part of the test).
 """
@@ -90,13 +91,16 @@ class Harness:
     async def _emit(self, batch: Batch) -> None:
         if self.stop.is_set():
             raise Stopping
-        self.acks.register(batch, 1 if batch.alerts else 0)
-        if not batch.alerts:
-            return
+        self.acks.register(batch, 1)
         if self.auto_ack:
             self._ack(batch)
         else:
             self.held.append(batch)
+
+    async def _advance(self, stream: str, commit: Commit) -> None:
+        if self.stop.is_set():
+            raise Stopping
+        self.acks.advance(stream, commit)
 
     def _ack(self, batch: Batch) -> None:
         for alert in batch.alerts:
@@ -134,8 +138,8 @@ class Harness:
     def start(self, table: dict[str, Any]) -> GraphSecuritySource:
         """Build and start a source from a config table (state: what the store holds now)."""
         cfg = GraphSecuritySourceConfig(**table)
-        source = GraphSecuritySource(cfg)
-        ctx = SourceContext(self._emit, dict(self.store.streams), self.stop, self.metrics, self.clock)
+        source = GraphSecuritySource(cfg, self.clock, self.metrics)
+        ctx = SourceContext(self._emit, self._advance, dict(self.store.streams), self.stop)
         self.sources.append(source)
         self._tasks.append(asyncio.create_task(source.run(ctx), name=f"source:{cfg.name}"))
         return source

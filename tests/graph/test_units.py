@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from agent.metrics import AgentMetrics
+from agent.retry import parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig, duplicate_apps
 from agent.sources.graph.budget import RateBudget
-from agent.sources.graph.client import parse_retry_after
 from agent.sources.graph.poller import from_ticks, to_ticks
 from agent.sources.graph.source import GraphSecuritySource
 
@@ -100,18 +102,18 @@ class TestRetryAfter:
     @pytest.mark.parametrize(("value", "expected"), [("10", 10.0), ("2.128", 2.128), ("0", 0.0), ("-3", 0.0)])
     def test_seconds(self, value: str, expected: float) -> None:
         """Whole or fractional seconds (Graph's docs show both 10 and 2.128)."""
-        assert parse_retry_after(value, VirtualClock(), 99.0) == expected
+        assert parse_retry_after(value, VirtualClock()) == expected
 
     def test_http_date(self) -> None:
         """An HTTP-date is the time left until then."""
         clock = VirtualClock()
         when = (clock.now() + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-        assert parse_retry_after(when, clock, 99.0) == pytest.approx(30, abs=1)
+        assert parse_retry_after(when, clock) == pytest.approx(30, abs=1)
 
     @pytest.mark.parametrize("value", [None, "", "soon", "nan", "inf"])
-    def test_missing_or_bad_uses_the_default(self, value: str | None) -> None:
-        """No usable header: the default (exponential backoff territory)."""
-        assert parse_retry_after(value, VirtualClock(), 10.0) == 10.0
+    def test_missing_or_bad_is_none(self, value: str | None) -> None:
+        """No usable header: ``None``, and the caller uses its default (exponential backoff territory)."""
+        assert parse_retry_after(value, VirtualClock()) is None
 
 
 class TestTicks:
@@ -196,10 +198,11 @@ class TestConfig:
                 incidents=True,
             )
         )
-        assert GraphSecuritySource(cfg).stream_ids() == [
+        metrics = AgentMetrics(CollectorRegistry())
+        assert GraphSecuritySource(cfg, VirtualClock(), metrics).stream_ids() == [
             "t/alerts_v2/microsoftSentinel",
             "t/alerts_v2/microsoftDefenderForEndpoint",
             "t/incidents/all",
         ]
         plain = GraphSecuritySourceConfig(**table(client_secret="s"))  # type: ignore[arg-type]
-        assert GraphSecuritySource(plain).stream_ids() == ["t/alerts_v2/all"]
+        assert GraphSecuritySource(plain, VirtualClock(), metrics).stream_ids() == ["t/alerts_v2/all"]

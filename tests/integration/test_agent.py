@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.app import Agent
@@ -136,3 +137,26 @@ class TestBackpressure:
         assert blocked is not None
         assert not (tmp_path / "state" / "test.checkpoint.json").exists()
         assert len(stalled.delivered) == 0
+
+
+class TestShutdown:
+    async def test_deadline_names_the_components_still_running(
+        self, graph_sim: SimEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A sink still sending at the deadline is reported as ``sink:<name>``, not ``Task-<n>``."""
+        graph_sim.sim.add_alerts(3)
+        stalled = RecordingSink("stalled")
+        stalled.gate.clear()
+        sink_cfg = {"type": "stdout", "name": "stalled", "batch": {"timeout_secs": 0}}
+        settings = load_settings(
+            data=agent_config(tmp_path / "state", [graph_sim.source()], [sink_cfg], shutdown_timeout_secs=0.1)
+        )
+        agent = Agent(settings, sink_overrides={"stalled": stalled})
+        task = asyncio.create_task(agent.run())
+        try:
+            await until(stalled.sending.is_set, what="a send in flight")
+        finally:
+            agent.request_stop()
+        assert await asyncio.wait_for(task, 10) == 0
+        [record] = [r for r in caplog.records if r.getMessage().startswith("Shutdown deadline passed")]
+        assert record.__dict__["pending"] == ["sink:stalled"]

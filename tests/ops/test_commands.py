@@ -16,6 +16,8 @@ from agent.app import Agent
 from agent.config import load_settings
 from agent.simulator.server import backdate
 from agent.timestamps import format_dt
+from tests.fakes import hec as H
+from tests.fakes.hec import FakeHec
 from tests.fakes.syslog import TcpReceiver
 from tests.ops.helpers import cli, env, write_toml
 from tests.support.simulator import SimEnv, agent_config
@@ -85,6 +87,36 @@ class TestCheckConnectivity:
         assert f"sink syslog: FAILED (connect to 127.0.0.1:{port} failed: ConnectionRefusedError" in out
         assert "sink file: ok (opened)" in out
         assert wrong not in out + err and "Traceback" not in err
+
+    async def test_http_sinks_are_asked_not_just_built(self, tmp_path: Path, graph_sim: SimEnv) -> None:
+        """HTTP sinks are really contacted: a closed port fails (not "ok (opened)"), a live HEC passes."""
+        hec = FakeHec()
+        await hec.start()
+        rcv = TcpReceiver()
+        closed = await rcv.start()
+        await rcv.stop()  # nothing listens on this port any more
+        try:
+            sinks = [
+                {"type": "splunk_hec", "name": "hec", "url": hec.url, "token": H.TOKEN},
+                {"type": "http", "name": "webhook", "url": f"http://127.0.0.1:{closed}/in"},
+                {"type": "elasticsearch", "name": "es", "url": f"http://127.0.0.1:{closed}", "index": "a"},
+            ]
+            cfg = config(tmp_path, graph_sim, sinks)
+            code, out, err = await cli(
+                "validate",
+                "--check-connectivity",
+                "--config",
+                str(cfg),
+                environ=env(**{SECRET_ENV: graph_sim.sim.client_secret}),
+            )
+        finally:
+            await hec.stop()
+        assert code == 1, out + err
+        assert "sink hec: ok" in out and hec.received == []
+        refused = f"cannot connect to 127.0.0.1:{closed}"
+        assert f"sink webhook: FAILED (HEAD http://127.0.0.1:{closed}/in: {refused}" in out, out
+        assert f"sink es: FAILED (GET http://127.0.0.1:{closed}/: {refused}" in out, out
+        assert H.TOKEN not in out + err and "Traceback" not in err
 
 
 class TestBackfill:

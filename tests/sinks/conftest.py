@@ -75,8 +75,8 @@ def metrics() -> AgentMetrics:
 
 
 @pytest.fixture
-def ctx(metrics: AgentMetrics, tmp_path: Path) -> SinkContext:
-    return SinkContext("test", metrics, tmp_path)
+def ctx(metrics: AgentMetrics) -> SinkContext:
+    return SinkContext("test", metrics)
 
 
 def config(table: dict[str, Any]) -> Any:

@@ -4,7 +4,8 @@
 * a receiver that fails transiently makes ``send`` raise ``TransientSinkError``;
 * a receiver that rejects the data yields ``PermanentSinkError`` or ``SendResult.rejected``;
 * a shutdown deadline cancels ``send`` cleanly: no task, socket or session left behind;
-* ``aclose`` twice is safe.
+* ``aclose`` twice is safe;
+* ``healthcheck`` passes while the receiver answers and raises a ``SinkError`` once it is gone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
-from agent.errors import PermanentSinkError, TransientSinkError
+from agent.errors import PermanentSinkError, SinkError, TransientSinkError
 from agent.model import Event
-from agent.sinks import SINKS, Sink, SinkContext
+from agent.sinks import SINKS, Reopenable, Sink, SinkContext
 from agent.sinks.stdout import StdoutSink
 from agent.sinks.tcp import unacked_bytes
 from tests.fakes import hec as H
@@ -40,6 +41,7 @@ class Harness:
 
     can_hang = True  # the receiver can hold a send open (so cancellation hits it mid-flight)
     can_reject = True  # the receiver can refuse the data itself
+    can_vanish = True  # the receiver can go away in a way a health check can see (a closed port)
     hang_payload_bytes = 1000  # TCP needs more than the receiver's window to be held
 
     def __init__(self, tmp_path: Path, ctx: SinkContext) -> None:
@@ -54,6 +56,10 @@ class Harness:
         raise NotImplementedError
 
     async def fail_transient(self) -> None: ...
+    async def vanish(self) -> None:
+        """Take the receiver away: its port closed (or, for a file, its directory gone)."""
+        await self.fail_transient()
+
     def reject(self) -> None: ...
     def hang(self) -> None: ...
     def in_flight(self) -> bool:
@@ -62,7 +68,7 @@ class Harness:
 
 
 class StdoutHarness(Harness):
-    can_hang = can_reject = False
+    can_hang = can_reject = can_vanish = False
 
     class Broken(io.BytesIO):
         def write(self, data: Any) -> int:
@@ -94,6 +100,9 @@ class FileHarness(Harness):
         self.path.unlink()
         self.path.parent.rmdir()
         self.sink.reopen()
+
+    async def vanish(self) -> None:
+        self.path.parent.rmdir()  # nothing written yet: the file does not exist either
 
 
 class TcpHarness(Harness):
@@ -134,6 +143,7 @@ class TcpHarness(Harness):
 
 class UdpHarness(Harness):
     can_hang = can_reject = False
+    can_vanish = False  # a datagram is never answered: a closed port shows only as a later ICMP error
 
     async def setup(self) -> None:
         self.rcv = UdpReceiver()
@@ -185,6 +195,9 @@ class HecHarness(Harness):
 
     async def fail_transient(self) -> None:
         self.hec.faults.append(H.BUSY)
+
+    async def vanish(self) -> None:
+        await self.hec.stop()
 
     def reject(self) -> None:
         self.hec.reject = lambda env: 6
@@ -241,6 +254,9 @@ class LogsIngestionHarness(Harness):
     async def fail_transient(self) -> None:
         self.li.faults.append(L.UNAVAILABLE)
 
+    async def vanish(self) -> None:
+        await self.li.stop()
+
     def reject(self) -> None:
         self.li.faults.append(L.INVALID)
 
@@ -265,6 +281,9 @@ class HttpHarness(Harness):
 
     async def fail_transient(self) -> None:
         self.rcv.statuses.append(503)
+
+    async def vanish(self) -> None:
+        await self.rcv.stop()
 
     def reject(self) -> None:
         self.rcv.statuses.append(400)
@@ -299,6 +318,9 @@ class RelpHarness(Harness):
     async def fail_transient(self) -> None:
         await self.rcv.crash()
 
+    async def vanish(self) -> None:
+        await self.rcv.stop()
+
     def reject(self) -> None:
         self.rcv.answer = lambda payload: b"400 refused"  # type: ignore[method-assign]
 
@@ -322,6 +344,7 @@ HARNESSES: dict[str, type[Harness]] = {
     "http": HttpHarness,
 }
 REJECTING = [k for k, h in HARNESSES.items() if h.can_reject]
+VANISHING = [k for k, h in HARNESSES.items() if h.can_vanish]
 HANGING = [k for k, h in HARNESSES.items() if h.can_hang]
 
 
@@ -330,6 +353,12 @@ def test_every_registered_sink_is_covered() -> None:
     assert set(HARNESSES) == set(SINKS)
     assert set(REJECTING) == {"splunk_hec", "elasticsearch", "logs_ingestion", "http", "relp"}
     assert set(HANGING) == set(SINKS) - {"stdout", "file", "udp"}
+    assert set(VANISHING) == set(SINKS) - {"stdout", "udp"}
+
+
+def test_only_file_sinks_reopen() -> None:
+    """``reopen`` (SIGHUP) is an optional capability; of the registered sinks only ``file`` has it."""
+    assert {k for k, cls in SINKS.items() if issubclass(cls, Reopenable)} == {"file"}  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=sorted(HARNESSES))
@@ -414,3 +443,28 @@ async def test_aclose_twice_is_safe(harness: Harness) -> None:
     await harness.sink.send(events(1))
     await harness.sink.aclose()
     await harness.sink.aclose()
+
+
+async def test_healthcheck_passes_while_the_receiver_answers(harness: Harness) -> None:
+    """``healthcheck`` before any send succeeds, and a send after it still delivers."""
+    await harness.sink.healthcheck()
+    await harness.sink.send(events(1))
+    assert await harness.received(1) == [events(1)[0].alert["id"]]
+
+
+@pytest.mark.parametrize("kind", VANISHING)
+async def test_healthcheck_fails_when_the_receiver_is_gone(
+    kind: str, tmp_path: Path, ctx: SinkContext
+) -> None:
+    """With the receiver's port closed (a file sink: its directory gone), ``healthcheck`` raises a
+    ``SinkError`` that names the peer, not "ok"."""
+    h = HARNESSES[kind](tmp_path, ctx)
+    await h.setup()
+    try:
+        await h.vanish()
+        with pytest.raises(SinkError) as info:
+            await h.sink.healthcheck()
+        assert str(info.value)
+    finally:
+        await h.sink.aclose()
+        await h.teardown()

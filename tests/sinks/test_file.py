@@ -15,7 +15,7 @@ from agent.sinks.file import FileSink
 
 def sink(path: Path) -> FileSink:
     cfg = FileSinkConfig(type="file", name="f", path=str(path))
-    return FileSink(cfg, SinkContext("f", AgentMetrics(CollectorRegistry()), path.parent))
+    return FileSink(cfg, SinkContext("f", AgentMetrics(CollectorRegistry())))
 
 
 class TestTornTail:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
 from agent.errors import TransientSinkError
 from agent.model import Event
+from agent.simulator.server import thumbprint_sha1
 from agent.sinks import SinkContext
 from agent.sinks.http.logs_ingestion import LogsIngestionSink
 from tests.fakes import logs_ingestion as L
 from tests.fakes.logs_ingestion import FakeLogsIngestion
-from tests.sinks.conftest import alert, build, events
+from tests.sinks.conftest import alert, build, config, events
+from tests.support.certs import PASSPHRASE, make_cert
 
 
 async def test_posts_json_array_with_token(fake_logs: FakeLogsIngestion, ctx: SinkContext) -> None:
@@ -126,3 +129,89 @@ async def test_bad_secret_is_transient_and_never_logged(
     for secret in (wrong, L.CLIENT_SECRET):
         assert secret not in str(info.value) and secret not in caplog.text
     await sink.aclose()
+
+
+class TestCredentials:
+    """The sink takes every credential table a Graph source takes (``agent.entra``)."""
+
+    async def test_certificate_pem(
+        self, fake_logs: FakeLogsIngestion, ctx: SinkContext, tmp_path: Path
+    ) -> None:
+        """An encrypted PEM key + certificate: MSAL signs an assertion the token endpoint verifies."""
+        key, cert, pem = make_cert(tmp_path)
+        fake_logs.register_certificate(pem)
+        cred = {
+            "type": "certificate",
+            "private_key_path": str(key),
+            "certificate_path": str(cert),
+            "private_key_passphrase": PASSPHRASE,
+        }
+        sink = build(fake_logs.sink_table(client_secret=None, credential=cred), ctx)
+        assert not (await sink.send(events(2))).retry
+        assert [r["id"] for r in fake_logs.rows] == [e.alert["id"] for e in events(2)]
+        assert fake_logs.grants == ["assertion"]
+        await sink.aclose()
+
+    async def test_certificate_sha1_thumbprint_and_pfx(
+        self, fake_logs: FakeLogsIngestion, ctx: SinkContext, tmp_path: Path
+    ) -> None:
+        """The portal's SHA-1 thumbprint form, and a PKCS#12 bundle with a passphrase."""
+        key, _, pem = make_cert(tmp_path)
+        fake_logs.register_certificate(pem)
+        tables = [
+            {"type": "certificate", "private_key_path": str(key), "thumbprint": thumbprint_sha1(pem),
+             "private_key_passphrase": PASSPHRASE},
+            {"type": "pfx", "path": str(tmp_path / "app.pfx"), "passphrase": PASSPHRASE},
+        ]  # fmt: skip
+        for i, cred in enumerate(tables):
+            sink = build(fake_logs.sink_table(client_secret=None, credential=cred), ctx)
+            await sink.send(events(1, start=i))
+            await sink.aclose()
+        assert [r["id"] for r in fake_logs.rows] == [e.alert["id"] for e in events(2)]
+        assert fake_logs.grants == ["assertion", "assertion"]
+
+    async def test_workload_identity_reads_the_token_file_fresh(
+        self,
+        fake_logs: FakeLogsIngestion,
+        ctx: SinkContext,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Workload identity (``$AZURE_FEDERATED_TOKEN_FILE``): the file is read on each token request."""
+        token_file = tmp_path / "azure-identity-token"
+        token_file.write_text("federated-one\n")
+        fake_logs.federated_assertions = {"federated-one"}
+        monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token_file))
+        sink = build(fake_logs.sink_table(client_secret=None, credential={"type": "workload_identity"}), ctx)
+        await sink.send(events(1))
+        token_file.write_text("federated-two\n")  # the platform rotates the file
+        fake_logs.federated_assertions = {"federated-two"}
+        fake_logs.expire_tokens()
+        await sink.send(events(1, start=1))
+        assert len(fake_logs.rows) == 2 and fake_logs.grants == ["assertion", "assertion"]
+        await sink.aclose()
+
+    async def test_unregistered_certificate_holds_the_batch(
+        self,
+        fake_logs: FakeLogsIngestion,
+        ctx: SinkContext,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A certificate the app does not know: transient (AADSTS700027), the passphrase never shown."""
+        caplog.set_level(logging.DEBUG)
+        make_cert(tmp_path)
+        cred = {"type": "pfx", "path": str(tmp_path / "app.pfx"), "passphrase": PASSPHRASE}
+        sink = build(fake_logs.sink_table(client_secret=None, credential=cred), ctx)
+        with pytest.raises(TransientSinkError, match="AADSTS700027") as info:
+            await sink.send(events(1))
+        assert PASSPHRASE not in str(info.value) and PASSPHRASE not in caplog.text
+        assert fake_logs.rows == []
+        await sink.aclose()
+
+    def test_exactly_one_of_secret_and_credential(self, fake_logs: FakeLogsIngestion) -> None:
+        """Neither, or both, is a configuration error."""
+        with pytest.raises(ValueError, match="exactly one of client_secret and credential"):
+            config(fake_logs.sink_table(client_secret=None))
+        with pytest.raises(ValueError, match="exactly one of client_secret and credential"):
+            config(fake_logs.sink_table(credential={"type": "secret", "value": "x"}))

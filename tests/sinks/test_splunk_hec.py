@@ -7,6 +7,7 @@ import logging
 import orjson
 import pytest
 
+from agent.clock import SystemClock
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.sinks import SinkContext
 from agent.sinks.http.client import retry_after
@@ -134,11 +135,13 @@ class TestFailures:
 
 
 def test_retry_after_parsing() -> None:
-    """Delta-seconds and HTTP-dates; garbage ignored."""
-    assert retry_after({"Retry-After": "7"}) == 7
-    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0
-    assert retry_after({"Retry-After": "soon"}) is None
-    assert retry_after({}) is None
+    """Delta-seconds and HTTP-dates; garbage ignored; at most an hour."""
+    clock = SystemClock()
+    assert retry_after({"Retry-After": "7"}, clock) == 7
+    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, clock) == 0
+    assert retry_after({"Retry-After": "soon"}, clock) is None
+    assert retry_after({}, clock) is None
+    assert retry_after({"Retry-After": "86400"}, clock) == 3600
 
 
 def test_envelope_without_timestamp(ctx: SinkContext) -> None:
@@ -150,3 +153,24 @@ def test_envelope_without_timestamp(ctx: SinkContext) -> None:
     ev = events(1)[0]
     env = orjson.loads(sink.envelope(type(ev)({"id": "x"}, b'{"id":"x"}')))
     assert "time" not in env and env["event"] == {"id": "x"}
+
+
+class TestHealthcheck:
+    async def test_healthy_collector(self, fake_hec: FakeHec, ctx: SinkContext) -> None:
+        """``GET /services/collector/health`` answered 200 (code 17): healthy; the token is not sent."""
+        sink = build(table(fake_hec), ctx)
+        await sink.healthcheck()
+        assert fake_hec.requests and "Authorization" not in fake_hec.requests[-1]
+        assert fake_hec.received == []  # nothing was sent
+        await sink.aclose()
+
+    @pytest.mark.parametrize(("answer", "code"), [(H.UNHEALTHY, 18), (H.ACK_UNAVAILABLE, 19)])
+    async def test_unhealthy_collector(
+        self, fake_hec: FakeHec, ctx: SinkContext, answer: H.Fault, code: int
+    ) -> None:
+        """A 503 from the health endpoint fails the check with HEC's code and text."""
+        fake_hec.health = answer
+        sink = build(table(fake_hec), ctx)
+        with pytest.raises(TransientSinkError, match=f"HTTP 503: code {code}: HEC is unhealthy"):
+            await sink.healthcheck()
+        await sink.aclose()

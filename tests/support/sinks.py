@@ -26,6 +26,9 @@ class RecordingSink:
     async def start(self) -> None:
         return None
 
+    async def healthcheck(self) -> None:
+        return None
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         self.attempts += 1
         self.sending.set()
@@ -42,9 +45,6 @@ class RecordingSink:
 
     async def aclose(self) -> None:
         self.closed = True
-
-    def reopen(self) -> None:
-        return None
 
 
 def transient(msg: str = "connection reset") -> TransientSinkError:

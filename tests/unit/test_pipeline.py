@@ -14,11 +14,11 @@ from agent.errors import EncodeError
 from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Commit
 from agent.pipeline.acks import AckTracker
+from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
 from agent.pipeline.runner import SinkRunner
 from agent.sinks.base import SendResult
-from agent.sinks.config import BatchConfig, RetryConfig
 from tests.support.sinks import RecordingSink, permanent, transient
 
 TS = "2026-11-27T10:00:00.0000000Z"
@@ -68,6 +68,19 @@ class TestAckTracker:
         assert committed == ["y"]
         acks.ack(stuck)
         assert committed == ["y", "x", "x"]
+
+    def test_cursor_only_commit_waits_behind_its_stream(self) -> None:
+        """``advance`` (progress without alerts) commits once everything before it on its stream has."""
+        committed: list[Commit] = []
+        acks = AckTracker(lambda stream, c: committed.append(c))
+        b = batch(1, "x")
+        acks.register(b, 1)
+        cursor = Commit(cursor=TS)
+        acks.advance("x", cursor)
+        acks.advance("y", Commit(cursor=TS))  # nothing before it on "y": committed at once
+        assert len(committed) == 1 and acks.outstanding() == 2
+        acks.ack(b)
+        assert committed[1:] == [b.commit, cursor] and acks.outstanding() == 0
 
     def test_double_ack_is_a_bug(self) -> None:
         """Acknowledging more often than registered raises instead of corrupting order."""

@@ -19,16 +19,16 @@ import base64
 import gzip
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from agent.auth import env_proxy
+from agent.clock import Clock
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
+from agent.proxies import env_proxy
+from agent.retry import parse_retry_after
 from agent.sinks.base import SendResult
 from agent.sinks.config import HttpCommonConfig, TlsConfig
 from agent.sinks.tls import client_context
@@ -36,7 +36,8 @@ from agent.sinks.tls import client_context
 #: Responses larger than this are not read (a ``_bulk`` reply for a 1 MB batch is far smaller).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _GZIP_OFF_LOOP_BYTES = 256 * 1024
-_MAX_RETRY_AFTER_SECS = 3600.0
+#: Longest ``Retry-After`` honoured; a receiver asking for more is retried after an hour anyway.
+MAX_RETRY_AFTER_SECS = 3600.0
 
 
 class PayloadTooLarge(Exception):
@@ -48,21 +49,14 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    #: Seconds its ``Retry-After`` asked for (at most ``MAX_RETRY_AFTER_SECS``), ``None`` without one.
+    retry_after: float | None = None
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), capped at one hour."""
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        secs = float(value)
-    except ValueError:
-        try:
-            secs = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return min(max(secs, 0.0), _MAX_RETRY_AFTER_SECS)
+def retry_after(headers: Mapping[str, str], clock: Clock) -> float | None:
+    """Seconds from a ``Retry-After`` header (``agent.retry.parse_retry_after``), capped at one hour."""
+    seconds = parse_retry_after(headers.get("Retry-After"), clock)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECS)
 
 
 def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
@@ -76,8 +70,17 @@ def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
     if status in (401, 403):
         raise TransientSinkError(f"{what}: HTTP {status}, credentials refused; check them{suffix}")
     if status in (408, 429) or status >= 500:
-        raise TransientSinkError(f"{what}: HTTP {status}{suffix}", retry_after=retry_after(resp.headers))
+        raise TransientSinkError(f"{what}: HTTP {status}{suffix}", retry_after=resp.retry_after)
     raise PermanentSinkError(f"{what}: HTTP {status}{suffix}")
+
+
+def check_healthy(resp: HttpResponse, what: str, detail: str = "") -> None:
+    """A health check's answer: 2xx passes; anything else raises as ``check_status`` classifies it
+    (always a ``SinkError``: a 413 here is the receiver's problem, not a batch to split)."""
+    try:
+        check_status(resp, what, detail)
+    except PayloadTooLarge:
+        raise PermanentSinkError(f"{what}: HTTP 413") from None
 
 
 SendAttempt = Callable[[Sequence[Event]], Awaitable[SendResult]]
@@ -110,11 +113,16 @@ class HttpClient:
     """One ``aiohttp.ClientSession`` (opened by ``start``, closed by ``aclose``) for one sink."""
 
     @classmethod
-    def for_sink(cls, config: HttpCommonConfig) -> HttpClient:
+    def for_sink(cls, config: HttpCommonConfig, clock: Clock) -> HttpClient:
         """The client an HTTP sink's common keys describe (TLS, timeout, compression, proxy)."""
         proxy = config.proxy_url.get_secret_value() if config.proxy_url else None
         return cls(
-            config.name, config.tls, config.timeout_secs, config.compression == "gzip", proxy_url=proxy
+            config.name,
+            config.tls,
+            config.timeout_secs,
+            config.compression == "gzip",
+            clock,
+            proxy_url=proxy,
         )
 
     def __init__(
@@ -123,8 +131,10 @@ class HttpClient:
         tls: TlsConfig,
         timeout_secs: float,
         gzip_bodies: bool,
+        clock: Clock,
         proxy_url: str | None = None,
     ) -> None:
+        self._clock = clock
         self._proxy = proxy_url or None
         self._ssl = client_context(tls, sink)
         self._timeout = aiohttp.ClientTimeout(total=timeout_secs)
@@ -155,8 +165,6 @@ class HttpClient:
         params: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """POST ``body`` (gzipped if configured). Raises ``TransientSinkError`` on network errors."""
-        self.start()
-        assert self._session is not None
         hdrs = dict(headers)
         if self._gzip:
             hdrs["Content-Encoding"] = "gzip"
@@ -164,9 +172,25 @@ class HttpClient:
                 body = await asyncio.to_thread(gzip.compress, body, 6)
             else:
                 body = gzip.compress(body, 6)
+        return await self.request("POST", url, what, headers=hdrs, body=body, params=params)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        """One request, its answer read to the end (bounded). Raises ``TransientSinkError`` when no
+        answer came: connection refused or reset, TLS failure, timeout, an oversized answer."""
+        self.start()
+        assert self._session is not None
         try:
-            async with self._session.post(
-                url, data=body, headers=hdrs, params=params, proxy=self._proxy or env_proxy(url)
+            async with self._session.request(
+                method, url, data=body, headers=headers, params=params, proxy=self._proxy or env_proxy(url)
             ) as resp:
                 # StreamReader.read(n) returns what is buffered, not n bytes: read to EOF, bounded.
                 chunks: list[bytes] = []
@@ -176,7 +200,8 @@ class HttpClient:
                     if size > MAX_RESPONSE_BYTES:
                         raise TransientSinkError(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
                     chunks.append(chunk)
-                return HttpResponse(resp.status, CIMultiDict(resp.headers), b"".join(chunks))
+                got = CIMultiDict(resp.headers)
+                return HttpResponse(resp.status, got, b"".join(chunks), retry_after(got, self._clock))
         except TimeoutError:
             raise TransientSinkError(f"{what}: timed out after {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:

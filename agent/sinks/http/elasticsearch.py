@@ -26,7 +26,14 @@ from agent.errors import TransientSinkError
 from agent.model import Event, alert_key
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import ElasticsearchSinkConfig
-from agent.sinks.http.client import HttpClient, basic_auth, check_status, send_halving
+from agent.sinks.http.client import (
+    HttpClient,
+    basic_auth,
+    check_healthy,
+    check_status,
+    safe_url,
+    send_halving,
+)
 
 _CONTENT_TYPE = "application/x-ndjson"  # the ES 8 compat media type is refused by OpenSearch (406)
 
@@ -43,7 +50,8 @@ class ElasticsearchSink:
     def __init__(self, config: ElasticsearchSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
+        self._root = config.url.rstrip("/") + "/"
         self._url = config.url.rstrip("/") + "/_bulk"
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": "application/json"}
         if config.api_key is not None:
@@ -76,6 +84,17 @@ class ElasticsearchSink:
 
     async def start(self) -> None:
         self._http.start()
+
+    async def healthcheck(self) -> None:
+        """``GET /`` with the sink's credentials: the cluster answers 2xx to a client it accepts."""
+        what = f"GET {safe_url(self._root)}"
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        resp = await self._http.request("GET", self._root, what, headers=headers)
+        try:
+            reply = orjson.loads(resp.body) if resp.body else None
+        except orjson.JSONDecodeError:
+            reply = None
+        check_healthy(resp, what, _error_summary(reply))
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
@@ -111,9 +130,6 @@ class ElasticsearchSink:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def reopen(self) -> None:
-        return None
 
 
 def _error_summary(reply: Any) -> str:

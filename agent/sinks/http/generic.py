@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent.codecs import build_framer
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import HttpSinkConfig
@@ -21,7 +22,7 @@ class HttpSink:
     def __init__(self, config: HttpSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         self._headers = {k: v.get_secret_value() for k, v in config.headers.items()}
         self._headers["Content-Type"] = config.content_type
         if config.bearer_token is not None:
@@ -29,21 +30,25 @@ class HttpSink:
         if config.username is not None and config.password is not None:
             self._headers["Authorization"] = basic_auth(config.username, config.password.get_secret_value())
         self._what = f"POST {safe_url(config.url)}"
+        self._framer = build_framer("newline")
 
     async def start(self) -> None:
         self._http.start()
+
+    async def healthcheck(self) -> None:
+        """``HEAD`` on the URL: any HTTP answer proves the host is reachable (no data is sent)."""
+        await self._http.request(
+            "HEAD", self._cfg.url, f"HEAD {safe_url(self._cfg.url)}", headers=self._headers
+        )
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
-        body = b"".join(e.payload + b"\n" for e in events)
+        body = b"".join([self._framer.frame(e.payload) for e in events])
         resp = await self._http.post(self._cfg.url, body, self._headers, self._what)
         check_status(resp, self._what)
         return SendResult()
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def reopen(self) -> None:
-        return None

@@ -2,15 +2,16 @@
 
 ``POST {endpoint}/dataCollectionRules/{dcr_immutable_id}/streams/{stream}?api-version=2023-01-01``
 with a JSON array of the codec's objects (gzip), ``Authorization: Bearer`` from an Entra ID
-client-credentials token for ``https://monitor.azure.com/.default`` (``MonitorToken``, MSAL off
-the event loop; any ``TokenSource`` can be passed in). The app needs *Monitoring Metrics
-Publisher* on the DCR.
+client-credentials token for ``https://monitor.azure.com/.default`` (``agent.entra.ClientCredential``:
+client secret, certificate, PFX or workload identity, MSAL off the event loop; any ``TokenSource`` can
+be passed in). The app needs *Monitoring Metrics Publisher* on the DCR. A rejected credential holds
+the batch (``TransientSinkError``) rather than dead-lettering it, until an operator fixes it.
 
 Delivery: 204 (or any 2xx) means Azure accepted the call. A batch larger than ``max_body_bytes``
 (1 MB, the API's limit) is sent as several calls; once one call succeeded, a transient failure of a
 later one marks only the later events for retry (``SendResult.retry``), so nothing is sent twice on
 purpose. A single event over the limit is rejected (dead-lettered). 429 honours ``Retry-After``; 401
-refreshes the token once and repeats the call; 403 (missing role) holds the batch; 413 splits; other
+gets a fresh token once and repeats the call; 403 (missing role) holds the batch; 413 splits; other
 4xx (e.g. 400 invalid data) reject that call's events. The API does no de-duplication, so a replay
 after a lost response can duplicate rows. The legacy HTTP Data Collector API (SharedKey, retired
 2026-09-14) is not supported.
@@ -24,12 +25,12 @@ from typing import Protocol
 
 import orjson
 
+from agent.entra import ClientCredential, EntraApp, app_credential
 from agent.errors import AgentError, PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import LogsIngestionSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_status, send_halving
-from agent.sinks.http.entra import MonitorToken
+from agent.sinks.http.client import HttpClient, HttpResponse, check_status, safe_url, send_halving
 
 API_VERSION = "2023-01-01"
 _PUBLIC_AUTHORITIES = {
@@ -42,8 +43,8 @@ _PUBLIC_AUTHORITIES = {
 class TokenSource(Protocol):
     """Bearer tokens for the ingestion endpoint."""
 
-    async def token(self, refresh: bool = False) -> str:
-        """A token; ``refresh`` drops any cached one. Raises ``AgentError`` subclasses."""
+    async def token(self, stale: str | None = None) -> str:
+        """A token; with ``stale`` (one the endpoint answered 401 to), a fresh one. Raises ``AgentError``."""
         ...
 
 
@@ -55,23 +56,12 @@ class LogsIngestionSink:
     ) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         self._url = (
             f"{config.endpoint.rstrip('/')}/dataCollectionRules/{config.dcr_immutable_id}"
             f"/streams/{config.stream}"
         )
-        authority = config.authority_host.rstrip("/")
-        self._tokens: TokenSource = tokens or MonitorToken(
-            tenant_id=config.tenant_id,
-            client_id=config.client_id,
-            client_secret=config.client_secret,
-            authority_host=authority,
-            scope=config.scope,
-            ca_bundle=config.tls.ca_file,
-            timeout_secs=config.timeout_secs,
-            instance_discovery=authority in _PUBLIC_AUTHORITIES,
-            proxy_url=config.proxy_url,
-        )
+        self._tokens: TokenSource = tokens or ClientCredential(entra_app(config), ctx.clock)
 
     def groups(self, events: Sequence[Event]) -> tuple[list[list[int]], dict[int, str]]:
         """Split indexes into calls whose JSON array fits ``max_body_bytes``; oversize ones rejected."""
@@ -97,6 +87,13 @@ class LogsIngestionSink:
     async def start(self) -> None:
         self._http.start()
 
+    async def healthcheck(self) -> None:
+        """A token for the ingestion ``scope`` (the credential works), then a ``HEAD`` on the endpoint:
+        any HTTP answer proves it is reachable (no rows are sent)."""
+        await self._token()
+        endpoint = self._cfg.endpoint
+        await self._http.request("HEAD", endpoint, f"HEAD {safe_url(endpoint)}")
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         groups, rejected = self.groups(events)
         result = SendResult(rejected=rejected)
@@ -117,20 +114,21 @@ class LogsIngestionSink:
             result.retry.extend(idxs[j] for j in sub.retry)
         return result
 
-    async def _token(self, refresh: bool) -> str:
+    async def _token(self, stale: str | None = None) -> str:
         try:
-            return await self._tokens.token(refresh=refresh)
+            return await self._tokens.token(stale=stale)
         except TransientSinkError:
             raise
-        except AgentError as exc:  # a caller-supplied TokenSource may raise the source's AuthError
+        except AgentError as exc:  # AuthError (rejected credential), TransientSourceError (endpoint down)
             raise TransientSinkError(f"Logs Ingestion token: {exc}") from None
 
     async def _post(self, events: Sequence[Event]) -> SendResult:
         body = b"[" + b",".join(e.payload for e in events) + b"]"
         what = f"Logs Ingestion {self._cfg.stream}"
-        resp = await self._call(body, what, await self._token(refresh=False))
+        token = await self._token()
+        resp = await self._call(body, what, token)
         if resp.status == 401:
-            resp = await self._call(body, what, await self._token(refresh=True))
+            resp = await self._call(body, what, await self._token(stale=token))
         check_status(resp, what, _error_summary(resp))
         return SendResult()
 
@@ -145,8 +143,25 @@ class LogsIngestionSink:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def reopen(self) -> None:
-        return None
+
+def entra_app(config: LogsIngestionSinkConfig) -> EntraApp:
+    """The app registration the sink authenticates as, asking for the ingestion ``scope``.
+
+    The same credential tables as a Graph source; no cool-down after a rejection (the runner's
+    backoff already spaces the attempts).
+    """
+    authority = config.authority_host.rstrip("/")
+    return EntraApp(
+        tenant_id=config.tenant_id,
+        client_id=config.client_id,
+        credential=app_credential(config.client_secret, config.credential),
+        authority=f"{authority}/{config.tenant_id}",
+        scope=config.scope,
+        instance_discovery=authority in _PUBLIC_AUTHORITIES,
+        ca_bundle=config.tls.ca_file,
+        proxy_url=config.proxy_url,
+        timeout_secs=config.timeout_secs,
+    )
 
 
 def _error_summary(resp: HttpResponse) -> str:

@@ -34,7 +34,7 @@ from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import JSON_CODECS, SplunkHecSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_status, retry_after, send_halving
+from agent.sinks.http.client import HttpClient, HttpResponse, check_healthy, check_status, send_halving
 from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ class SplunkHecSink:
     def __init__(self, config: SplunkHecSinkConfig, ctx: SinkContext) -> None:
         self.name = config.name
         self._cfg = config
-        self._http = HttpClient.for_sink(config)
+        self._http = HttpClient.for_sink(config, ctx.clock)
         base = config.url.rstrip("/")
         self._event_url = base + "/services/collector/event"
         self._ack_url = base + "/services/collector/ack"
+        self._health_url = base + "/services/collector/health"
         self._channel = str(uuid.uuid4())
         self._json = config.codec.type in JSON_CODECS
         self._meta: dict[str, Any] = {
@@ -97,6 +98,19 @@ class SplunkHecSink:
     async def start(self) -> None:
         self._http.start()
 
+    async def healthcheck(self) -> None:
+        """``GET /services/collector/health``: 200 (code 17) while HEC accepts data; 503 when its queues
+        are full (code 18) or indexer acknowledgement is unavailable (code 19)."""
+        what = f"HEC health {self._health_url}"
+        resp = await self._http.request("GET", self._health_url, what)
+        try:
+            reply = orjson.loads(resp.body) if resp.body else {}
+        except orjson.JSONDecodeError:
+            reply = {}
+        code = reply.get("code") if isinstance(reply, dict) else None
+        text = str(reply.get("text", ""))[:200] if isinstance(reply, dict) else ""
+        check_healthy(resp, what, f"code {code}: {text}" if code is not None else "")
+
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 
@@ -118,7 +132,7 @@ class SplunkHecSink:
             if 0 <= bad < len(events):
                 return SendResult(rejected={bad: f"HEC {detail}"}, retry=list(range(bad + 1, len(events))))
         if code in _TRANSIENT_CODES:
-            raise TransientSinkError(f"{what}: HTTP {resp.status}, {detail}", retry_after(resp.headers))
+            raise TransientSinkError(f"{what}: HTTP {resp.status}, {detail}", resp.retry_after)
         check_status(resp, what, detail)
         raise PermanentSinkError(f"{what}: unexpected reply HTTP {resp.status}, {detail}")
 
@@ -149,9 +163,6 @@ class SplunkHecSink:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def reopen(self) -> None:
-        return None
 
 
 def _json(resp: HttpResponse) -> dict[str, Any]:

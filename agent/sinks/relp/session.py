@@ -41,7 +41,7 @@ class RelpSession:
         self._closing = False
         self.broken: str | None = None
         self.unacked_bytes = 0
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        self._task = asyncio.get_running_loop().create_task(self._read_loop(), name="relp:read")
 
     @property
     def unacked(self) -> int:

@@ -50,6 +50,12 @@ class RelpSink:
         if self._session is None:  # starting a connected sink must not leak its session
             await self._open()
 
+    async def healthcheck(self) -> None:
+        """Open a RELP session (connect, TLS, ``open`` offering ``syslog``) unless a sound one is open."""
+        if self._session is not None and self._session.broken is not None:
+            self._drop("disconnect")
+        await self.start()
+
     async def _open(self) -> RelpSession:
         try:
             reader, writer = await open_stream(
@@ -163,6 +169,3 @@ class RelpSink:
             return
         self._m.sink_connections.labels(self.name, "disconnect").inc()
         await session.close(self._cfg.connect_timeout_secs)
-
-    def reopen(self) -> None:
-        return None

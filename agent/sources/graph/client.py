@@ -20,22 +20,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import random
 import ssl
 import uuid
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 import orjson
 
-from agent.auth import ClientCredential, env_proxy
 from agent.clock import Clock
+from agent.entra import ClientCredential
 from agent.errors import SourceError, ThrottledError, TransientSourceError
 from agent.metrics import AgentMetrics
+from agent.proxies import env_proxy
+from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
+from agent.sources.graph.endpoints import graph_credential
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +54,6 @@ class GraphStatusError(SourceError):
         self.code = code
 
 
-def parse_retry_after(value: str | None, clock: Clock, default: float) -> float:
-    """Retry-After as seconds: a (float) number of seconds or an HTTP-date; ``default`` if absent/bad."""
-    if not value:
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else default
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return default
-    if when.tzinfo is None:
-        return default
-    return max(0.0, (when - clock.now()).total_seconds())
-
-
 def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     """TLS context trusting ``ca_bundle`` (or the system store)."""
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
@@ -79,6 +61,14 @@ def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 class GraphClient:
     """Issues GETs against one tenant's Graph endpoint; owns its two HTTP sessions."""
+
+    @classmethod
+    def connect(cls, cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> GraphClient:
+        """The client of ``cfg``'s tenant and app with its credential (MSAL token cache) and request
+        budget: the one place they are built. Sessions open on the first request; ``aclose`` them."""
+        return cls(
+            cfg, graph_credential(cfg, clock), RateBudget(cfg.requests_per_minute, clock), metrics, clock
+        )
 
     def __init__(
         self,
@@ -89,8 +79,10 @@ class GraphClient:
         clock: Clock,
     ) -> None:
         self._cfg = cfg
-        self._credential = credential
-        self._budget = budget
+        #: The app's token source (``token()`` proves the credential on its own).
+        self.credential = credential
+        #: The (tenant, app) request budget every request of this client spends.
+        self.budget = budget
         self._m = metrics
         self._clock = clock
         self._tenant = cfg.tenant_id
@@ -115,7 +107,7 @@ class GraphClient:
 
     def auth_retry_in(self) -> float:
         """Seconds left of the credential's cool-down after a rejected token request."""
-        return self._credential.retry_in()
+        return self.credential.retry_in()
 
     async def aclose(self) -> None:
         """Close both sessions."""
@@ -123,10 +115,6 @@ class GraphClient:
             if session is not None:
                 await session.close()
         self._session = self._fresh = None
-
-    def _backoff(self, attempt: int) -> float:
-        cap = min(self._cfg.backoff_max_secs, self._cfg.backoff_base_secs * 2 ** min(attempt, 30))
-        return self._rng.uniform(0.0, cap)
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET ``url`` and return the JSON object, retrying what is retriable (see module docstring).
@@ -141,7 +129,7 @@ class GraphClient:
         fresh_connection = False
         for _ in range(self._cfg.max_attempts + MAX_THROTTLED + 2):
             try:
-                token = await self._credential.token(stale=stale)
+                token = await self.credential.token(stale=stale)
                 doc = await self._once(url, params, token, fresh_connection)
             except _Unauthorized:
                 if refreshed:
@@ -160,7 +148,9 @@ class GraphClient:
                 attempt += 1
                 if attempt >= self._cfg.max_attempts:
                     raise
-                delay = self._backoff(attempt - 1)
+                delay = backoff(
+                    attempt - 1, self._cfg.backoff_base_secs, self._cfg.backoff_max_secs, self._rng
+                )
                 if isinstance(exc, _ServerError):
                     delay = max(delay, exc.retry_after)
                 log.warning(
@@ -191,7 +181,7 @@ class GraphClient:
             "client-request-id": client_request_id,
         }
         async with self._gate:
-            waited = await self._budget.acquire()
+            waited = await self.budget.acquire()
             if waited:
                 self._m.retry_after_seconds.labels(self._tenant).inc(waited)
             use = fresh if fresh_connection else session
@@ -219,17 +209,18 @@ class GraphClient:
             raise _Unauthorized
         if status == 429:
             self._m.graph_throttled.labels(self._tenant).inc()
-            delay = parse_retry_after(retry_after, self._clock, DEFAULT_RETRY_AFTER_SECS)
-            self._budget.block_for(delay)
+            asked = parse_retry_after(retry_after, self._clock)
+            delay = DEFAULT_RETRY_AFTER_SECS if asked is None else asked
+            self.budget.block_for(delay)
             log.warning(
                 "Graph throttled the tenant (429).",
                 extra={"tenant": self._tenant, "retry_after_secs": delay, "request_id": request_id},
             )
             raise _Throttled(f"Graph throttled (429), {ids}", delay)
         if status >= 500:
-            seconds = parse_retry_after(retry_after, self._clock, 0.0)
+            seconds = parse_retry_after(retry_after, self._clock) or 0.0
             if seconds:
-                self._budget.block_for(seconds)
+                self.budget.block_for(seconds)
             raise _ServerError(f"Graph returned {status} ({_error_code(body)}), {ids}", seconds)
         if status == 206:
             # A federated partial answer (some provider failed): accepting it could commit a cursor past

@@ -3,8 +3,9 @@
 A poll reads ``{field} ge (cursor - overlap)`` (``field`` is ``lastUpdateDateTime``, or
 ``createdDateTime`` when only first versions are wanted) and follows ``@odata.nextLink`` to the end.
 The cursor means "every item with ``field`` below it has been fetched"; it is the largest timestamp
-seen, kept as the raw string Graph wrote, and it is committed only with the last batch of a poll, so
-the ack tracker applies it after everything before it was delivered.
+seen, kept as the raw string Graph wrote, and it is committed (``ctx.advance``, the cursor-only
+commit) only after the last batch of a poll, so the ack tracker applies it after everything before it
+was delivered.
 
 When a window needs more than ``max_pages_per_window`` pages, or a nextLink request keeps failing,
 the poll stops paging. What the open-ended window returned newest first is in hand (items only ever
@@ -26,8 +27,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.checkpoint import StreamState
+from agent.clock import Clock
 from agent.errors import AuthError, SourceError, ThrottledError, TransientSourceError
+from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Commit
+from agent.retry import backoff
 from agent.sources.base import SourceContext, Stopping
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.client import GraphClient, GraphStatusError
@@ -82,17 +86,23 @@ class StreamPoller:
     """Polls one stream until ``ctx.stop``; never raises for upstream failures (it backs off)."""
 
     def __init__(
-        self, spec: StreamSpec, cfg: GraphSecuritySourceConfig, client: GraphClient, ctx: SourceContext
+        self,
+        spec: StreamSpec,
+        cfg: GraphSecuritySourceConfig,
+        client: GraphClient,
+        ctx: SourceContext,
+        clock: Clock,
+        metrics: AgentMetrics,
     ) -> None:
         self.spec = spec
         self.stream = spec.stream
         self.cfg = cfg
         self.client = client
         self.ctx = ctx
+        self.clock = clock
+        self.metrics = metrics
         state = ctx.state.get(spec.stream, StreamState())
-        self.cursor = state.cursor or format_dt(
-            ctx.clock.now() - timedelta(seconds=cfg.initial_lookback_secs)
-        )
+        self.cursor = state.cursor or format_dt(clock.now() - timedelta(seconds=cfg.initial_lookback_secs))
         #: id -> time field forwarded (acknowledged at startup, plus what this run queued).
         self.emitted: dict[str, str] = dict(state.seen)
         self.by_version = cfg.forward_updates == "all" and spec.time_field == "lastUpdateDateTime"
@@ -117,7 +127,7 @@ class StreamPoller:
         return self.by_version and key > sort_key(previous)
 
     async def _page(self, items: list[dict[str, Any]], result: _Pass) -> None:
-        m = self.ctx.metrics
+        m = self.metrics
         fresh: list[Alert] = []
         seen: dict[str, str] = {}
         # The keys of the page's running bounds, kept beside them (one sort_key per item, not four).
@@ -196,8 +206,8 @@ class StreamPoller:
 
         Abandoning is safe: nothing of that page was emitted and the cursor was not committed.
         """
-        request = asyncio.ensure_future(self.client.get_json(url, query))
-        stopping = asyncio.ensure_future(self.ctx.stop.wait())
+        request = asyncio.create_task(self.client.get_json(url, query), name=f"get:{self.stream}")
+        stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
         try:
             await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -223,13 +233,16 @@ class StreamPoller:
             # Pages out of order: nothing can be assumed, so the whole window is read again.
             top = first.oldest if first.ordered and first.oldest else best
             upper = from_ticks(to_ticks(top) + 1)
-            newest = await self._read_split(since, upper)
+            newest = await self.read_window(since, upper)
             if newest is not None and sort_key(newest) > sort_key(best):
                 best = newest
         await self._commit_final(best)
 
-    async def _read_split(self, since: str, until: str) -> str | None:
+    async def read_window(self, since: str, until: str) -> str | None:
         """Read ``[since, until)`` in half windows, oldest first; commit each upper bound once fully read.
+
+        Returns the largest timestamp seen (``None`` for an empty window). Raises ``Stopping`` when the
+        agent stops, and ``SourceError`` when a window cannot be read.
 
         A half window that again needs too many pages is split again *as a whole*: unlike the
         open-ended window, items leave a bounded window while it is read (an update moves them past
@@ -247,7 +260,7 @@ class StreamPoller:
                 best = result.best
             if result.complete:
                 # Everything below ``b`` is now read (older windows came first): the cursor may move there.
-                await self.ctx.emit(Batch(self.stream, [], Commit(cursor=b)))
+                await self.ctx.advance(self.stream, Commit(cursor=b))
                 continue
             if not divisible:
                 raise TransientSourceError(f"paging stalled in the one-tick window at {a}")
@@ -258,7 +271,7 @@ class StreamPoller:
         ta, tb = to_ticks(a), to_ticks(b)
         if tb - ta <= 1:
             return [(a, b)]
-        self.ctx.metrics.window_splits.labels(self.stream).inc()
+        self.metrics.window_splits.labels(self.stream).inc()
         mid = from_ticks((ta + tb) // 2)
         log.info(
             "Splitting a poll window.", extra={"stream": self.stream, "since": a, "mid": mid, "until": b}
@@ -301,12 +314,12 @@ class StreamPoller:
             before = len(kept)
             kept = {k: v for k, v in kept.items() if sort_key(v) >= horizon}
             evicted = before - len(kept)
-            self.ctx.metrics.seen_evicted.labels(self.stream).inc(evicted)
+            self.metrics.seen_evicted.labels(self.stream).inc(evicted)
             log.warning(
                 "Dedup memory full; forgot the oldest keys (duplicates possible, no loss).",
                 extra={"stream": self.stream, "evicted": evicted, "max_seen_ids": self.cfg.max_seen_ids},
             )
-        await self.ctx.emit(Batch(self.stream, [], Commit(cursor=best, prune_before=prune)))
+        await self.ctx.advance(self.stream, Commit(cursor=best, prune_before=prune))
         self.cursor = best
         self.emitted = kept
 
@@ -315,12 +328,12 @@ class StreamPoller:
     async def run(self) -> None:
         """Poll every ``poll_interval_secs`` until stopped; failures back off, never propagate."""
         failures = 0
-        m = self.ctx.metrics
+        m = self.metrics
         health = self.ctx.health
         if health is not None:
             health.expect_stream(self.stream, self.cfg.poll_interval_secs)
         while not self.ctx.stop.is_set():
-            started = self.ctx.clock.monotonic()
+            started = self.clock.monotonic()
             delay = self.cfg.poll_interval_secs
             try:
                 await self.poll_once()
@@ -348,8 +361,8 @@ class StreamPoller:
                 log.exception("Poll crashed; backing off.", extra={"stream": self.stream, "error": repr(exc)})
             else:
                 failures = 0
-                m.poll_duration.labels(self.stream).observe(self.ctx.clock.monotonic() - started)
-                m.last_poll_success.labels(self.stream).set(self.ctx.clock.now().timestamp())
+                m.poll_duration.labels(self.stream).observe(self.clock.monotonic() - started)
+                m.last_poll_success.labels(self.stream).set(self.clock.now().timestamp())
                 if health is not None:
                     health.poll_succeeded(self.stream)
             try:
@@ -359,9 +372,9 @@ class StreamPoller:
                 pass
 
     def _error_delay(self, failures: int, exc: BaseException) -> float:
-        cap = self.cfg.error_backoff_max_secs
-        delay = min(cap, self.cfg.backoff_base_secs * 2 ** min(failures, 20))
-        delay = self._rng.uniform(delay / 2, delay)
+        delay = backoff(
+            failures, self.cfg.backoff_base_secs, self.cfg.error_backoff_max_secs, self._rng, min_fraction=0.5
+        )
         if isinstance(exc, AuthError):
             delay = max(delay, self.client.auth_retry_in())
         return delay

@@ -3,37 +3,52 @@
 Streams: ``<name>/alerts_v2/<serviceSource>`` for each configured serviceSource (or one
 ``<name>/alerts_v2/all``), plus ``<name>/incidents/all`` when ``incidents = true``. They share one
 credential (MSAL token cache), one HTTP client and one request budget, because Graph's limit is per
-app per tenant. Each stream has its own cursor and dedup keys in the checkpoint (see
-``agent.sources.graph.poller``). A stream that fails backs off on its own; a source never raises for
-upstream failures, so one tenant's trouble cannot stop another tenant's source.
+app per tenant (``GraphClient.connect`` builds the three). Each stream has its own cursor and dedup
+keys in the checkpoint (see ``agent.sources.graph.poller``). A stream that fails backs off on its own;
+a source never raises for upstream failures, so one tenant's trouble cannot stop another tenant's
+source.
+
+Three ways to use a source: ``run`` polls until stopped; ``read_window`` reads one bounded time
+window of every stream once (``backfill``); ``healthcheck`` acquires a token and reads one item
+(``$top=1``) of every collection (``validate --check-connectivity``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from agent.auth import ClientCredential, endpoints_for
-from agent.sources.base import SourceContext
+from agent.clock import Clock
+from agent.errors import TransientSourceError
+from agent.metrics import AgentMetrics
+from agent.sources.base import SourceContext, Stopping
 from agent.sources.config import GraphSecuritySourceConfig
-from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.client import GraphClient
+from agent.sources.graph.endpoints import endpoints_for
 from agent.sources.graph.poller import StreamPoller, StreamSpec
 
 log = logging.getLogger(__name__)
 
 ALERTS_PATH = "/v1.0/security/alerts_v2"
 INCIDENTS_PATH = "/v1.0/security/incidents"
+#: Attempts per request during a health check: enough to ride out one blip, short enough to answer.
+HEALTHCHECK_ATTEMPTS = 2
+
+_StreamJob = Callable[[StreamPoller], Coroutine[Any, Any, None]]
 
 
 class GraphSecuritySource:
     """Polls one tenant's alerts_v2 (per serviceSource) and optionally its incidents."""
 
-    def __init__(self, config: GraphSecuritySourceConfig) -> None:
+    def __init__(self, config: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> None:
         self.name = config.name
         self.config = config
         self.endpoints = endpoints_for(config)
         self.graph_root = self.endpoints.graph_root
+        self._clock = clock
+        self._metrics = metrics
         self._client: GraphClient | None = None
 
     def stream_specs(self) -> list[StreamSpec]:
@@ -66,14 +81,31 @@ class GraphSecuritySource:
         """The stream ids this source emits (checkpoint keys)."""
         return [s.stream for s in self.stream_specs()]
 
+    def _connect(self) -> GraphClient:
+        self._client = GraphClient.connect(self.config, self._clock, self._metrics)
+        return self._client
+
+    async def _each_stream(
+        self,
+        client: GraphClient,
+        ctx: SourceContext,
+        job: Callable[[StreamPoller], Coroutine[Any, Any, None]],
+    ) -> None:
+        """Run ``job`` for a poller of every stream concurrently; close the client afterwards."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for spec in self.stream_specs():
+                    poller = StreamPoller(spec, self.config, client, ctx, self._clock, self._metrics)
+                    tg.create_task(job(poller), name=f"poll:{spec.stream}")
+        finally:
+            await self.aclose()
+
     async def run(self, ctx: SourceContext) -> None:
         """Poll every stream concurrently until ``ctx.stop``; returns when all streams have returned."""
         cfg = self.config
-        credential = ClientCredential(cfg, ctx.clock)
-        budget = RateBudget(cfg.requests_per_minute, ctx.clock)
-        tokens = ctx.metrics.rate_budget_tokens.labels(cfg.tenant_id)
-        ctx.metrics.add_refresher(lambda: tokens.set(budget.available()))
-        self._client = client = GraphClient(cfg, credential, budget, ctx.metrics, ctx.clock)
+        client = self._connect()
+        tokens = self._metrics.rate_budget_tokens.labels(cfg.tenant_id)
+        self._metrics.add_refresher(lambda: tokens.set(client.budget.available()))
         log.info(
             "Graph source started.",
             extra={
@@ -84,12 +116,53 @@ class GraphSecuritySource:
                 "requests_per_minute": cfg.requests_per_minute,
             },
         )
+        await self._each_stream(client, ctx, StreamPoller.run)
+
+    async def read_window(self, ctx: SourceContext, start: str, end: str) -> None:
+        """Read ``[start, end)`` of every stream once (see ``Source.read_window``).
+
+        Each stream reads the window in half windows where paging goes too deep, oldest first, and
+        advances its cursor to each half window's end once that is fully read; alert versions seen
+        twice within the read (split windows overlap in what they re-read) are emitted once.
+        """
+
+        async def one(poller: StreamPoller) -> None:
+            log.info("Backfilling.", extra={"stream": poller.stream, "since": start, "until": end})
+            try:
+                await poller.read_window(start, end)
+            except Stopping:
+                return
+            log.info("Window read.", extra={"stream": poller.stream})
+
+        await self._each_stream(self._connect(), ctx, one)
+
+    async def healthcheck(self) -> str:
+        """A token, then ``$top=1`` on each collection the source reads (two attempts per request).
+
+        Returns e.g. ``token acquired; alerts_v2: 1 item(s)``. Raises ``AuthError`` (credential
+        rejected), ``GraphStatusError`` (e.g. 403 without consent) or ``TransientSourceError``
+        (unreachable, malformed answer, or no answer within its time bound).
+        """
+        cfg = self.config.model_copy(
+            update={"max_attempts": min(self.config.max_attempts, HEALTHCHECK_ATTEMPTS)}
+        )
+        client = GraphClient.connect(cfg, self._clock, self._metrics)
+        urls = list(dict.fromkeys(s.url for s in self.stream_specs()))
+        read: list[str] = []
         try:
-            async with asyncio.TaskGroup() as tg:
-                for spec in self.stream_specs():
-                    tg.create_task(StreamPoller(spec, cfg, client, ctx).run(), name=f"poll:{spec.stream}")
+            async with asyncio.timeout(cfg.request_timeout_secs * (2 + HEALTHCHECK_ATTEMPTS * len(urls))):
+                await client.credential.token()
+                for url in urls:
+                    name = url.rsplit("/", 1)[-1]
+                    items = (await client.get_json(url, {"$top": "1"})).get("value")
+                    if not isinstance(items, list):
+                        raise TransientSourceError(f"GET {name}: no 'value' list in the answer")
+                    read.append(f"{name}: {len(items)} item(s)")
+        except TimeoutError:
+            raise TransientSourceError("timed out") from None
         finally:
-            await self.aclose()
+            await client.aclose()
+        return "token acquired; " + "; ".join(read)
 
     async def aclose(self) -> None:
         """Close the HTTP sessions (idempotent)."""

@@ -1,17 +1,20 @@
 """Entra ID app-only tokens through MSAL (client secret, certificate, PFX or workload identity).
 
+One ``ClientCredential`` per (app registration, authority, scope): the Graph source asks for
+``<graph root>/.default``, the Logs Ingestion sink for ``https://monitor.azure.com/.default``.
+
 MSAL is synchronous (``requests``), so every call runs in a worker thread, never on the event loop.
 MSAL caches the token and returns it until shortly before expiry (it treats a token with less than
-300 s left as expired); after a 401 ``token(stale=…)`` drops that token once, however many streams
+300 s left as expired); after a 401 ``token(stale=…)`` drops that token once, however many callers
 saw the 401 at the same time.
 
 MSAL gets its own ``requests.Session`` with ``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
 otherwise override the configured CA bundle. For the same reason the proxy is set on that session
-explicitly: the configured one, else ``HTTPS_PROXY``/``NO_PROXY`` from the environment.
+explicitly (``agent.proxies.msal_proxies``): the configured one, else ``HTTPS_PROXY``/``NO_PROXY``.
 
-A rejected credential is logged once per attempt as one line with the AADSTS code and then cools
-down (exponentially, up to a bound); calls during the cool-down fail fast with the same error
-instead of hammering the token endpoint. Secrets and assertions never appear in messages.
+A rejected credential is logged once per attempt as one line with the AADSTS code; with a cool-down
+(``cooldown_base_secs`` > 0) calls during it fail fast with the same error instead of hammering the
+token endpoint. Secrets and assertions never appear in messages.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msal
 import requests
+from pydantic import SecretStr
 
 from agent.clock import Clock
+from agent.entra.config import CredentialConfig
 from agent.errors import AuthError, TransientSourceError
-
-if TYPE_CHECKING:  # agent.sources imports this module; the config types are only annotations here
-    from agent.sources.config import GraphSecuritySourceConfig
+from agent.proxies import msal_proxies
+from agent.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -40,48 +44,29 @@ _AADSTS = re.compile(r"AADSTS\d+")
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoints:
-    """Login authority (without tenant) and resource root for one cloud."""
+class EntraApp:
+    """An app registration, how it proves who it is, and where it asks for tokens for what."""
 
-    authority_host: str
-    resource: str
-
-
-#: Login host and Graph root per national cloud (Graph docs: deployments, national clouds).
-GRAPH_CLOUDS: dict[str, Endpoints] = {
-    "global": Endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com"),
-    "usgov": Endpoints("https://login.microsoftonline.us", "https://graph.microsoft.us"),
-    "dod": Endpoints("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class GraphEndpoints:
-    """Where one source logs in and what it calls."""
-
-    authority: str  # login host + "/" + tenant
-    graph_root: str  # e.g. https://graph.microsoft.us
-    scope: str  # <graph root>/.default
-    custom: bool  # overridden by authority_url/graph_url (no MSAL instance discovery)
+    tenant_id: str
+    client_id: str
+    credential: CredentialConfig
+    #: Login host + ``/`` + tenant, e.g. ``https://login.microsoftonline.com/<tenant>``.
+    authority: str
+    #: The ``.default`` scope of the resource, e.g. ``https://graph.microsoft.com/.default``.
+    scope: str
+    #: MSAL instance discovery: on for Microsoft's own login hosts, off for custom authorities.
+    instance_discovery: bool = True
+    #: PEM bundle trusted for the token endpoint (``None``: the system store).
+    ca_bundle: str | None = None
+    proxy_url: SecretStr | None = None
+    timeout_secs: float = 30.0
 
 
-def endpoints_for(cfg: GraphSecuritySourceConfig) -> GraphEndpoints:
-    """The authority, Graph root and ``.default`` scope for a source's cloud or explicit overrides."""
-    cloud = GRAPH_CLOUDS[cfg.cloud]
-    host = (cfg.authority_url or cloud.authority_host).rstrip("/")
-    root = (cfg.graph_url or cloud.resource).rstrip("/")
-    return GraphEndpoints(f"{host}/{cfg.tenant_id}", root, f"{root}/.default", cfg.authority_url is not None)
-
-
-def msal_client_credential(cfg: GraphSecuritySourceConfig) -> str | dict[str, Any]:
+def msal_client_credential(cred: CredentialConfig) -> str | dict[str, Any]:
     """The ``client_credential`` argument for ``msal.ConfidentialClientApplication``.
 
     Reads key files (call it off the event loop). Raises ``OSError``/``ValueError`` for unusable files.
     """
-    cred = cfg.credential
-    if cred is None:
-        assert cfg.client_secret is not None
-        return cfg.client_secret.get_secret_value()
     if cred.type == "secret":
         return cred.value.get_secret_value()
     if cred.type == "certificate":
@@ -126,72 +111,55 @@ def _assertion_reader(path: Path) -> Callable[[], str]:
     return read
 
 
-def env_proxy(url: str) -> str | None:
-    """The proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name for ``url`` unless ``NO_PROXY`` exempts it.
-
-    aiohttp sessions use this instead of ``trust_env=True``, which would also read ``~/.netrc`` and
-    could attach its credentials to a sink configured without authentication.
-    """
-    proxies: dict[str, str] = requests.utils.get_environ_proxies(url)
-    scheme = url.split(":", 1)[0].lower()
-    return proxies.get(scheme) or proxies.get("all") or None
-
-
-def msal_proxies(proxy_url: str | None, authority: str) -> dict[str, str]:
-    """Proxies for MSAL's session: the configured URL, else the environment's (honouring NO_PROXY)."""
-    if proxy_url:
-        return {"https": proxy_url, "http": proxy_url}
-    proxies: dict[str, str] = requests.utils.get_environ_proxies(authority)
-    return {k: v for k, v in proxies.items() if k in ("http", "https")}
-
-
 class ClientCredential:
     """Acquires app-only tokens for one (tenant, app, scope)."""
 
     def __init__(
         self,
-        cfg: GraphSecuritySourceConfig,
+        app: EntraApp,
         clock: Clock,
         *,
-        cooldown_base_secs: float | None = None,
+        cooldown_base_secs: float = 0.0,
+        cooldown_max_secs: float = 0.0,
     ) -> None:
-        self.cfg = cfg
-        self.tenant_id = cfg.tenant_id
-        self.client_id = cfg.client_id
-        self.endpoints = endpoints_for(cfg)
+        self.app = app
+        self.tenant_id = app.tenant_id
+        self.client_id = app.client_id
         self._clock = clock
-        self._app: Any = None
+        self._msal: Any = None
         self._lock = asyncio.Lock()
         self._current: str | None = None
         self._failures = 0
         self._failed_until = 0.0
         self._last_error: AuthError | None = None
-        self._cooldown_base = cooldown_base_secs if cooldown_base_secs is not None else cfg.backoff_base_secs
+        self._cooldown_base = cooldown_base_secs
+        self._cooldown_max = cooldown_max_secs
         self._rng = random.Random()
         #: Token requests that reached MSAL (for metrics/tests; MSAL may still answer from its cache).
         self.attempts = 0
 
     def _build(self) -> Any:
+        app = self.app
         session = requests.Session()
         session.trust_env = False
-        session.verify = str(self.cfg.ca_bundle) if self.cfg.ca_bundle else True
-        proxy = self.cfg.proxy_url.get_secret_value() if self.cfg.proxy_url else None
-        session.proxies.update(msal_proxies(proxy, self.endpoints.authority))
+        session.verify = app.ca_bundle or True
+        proxy = app.proxy_url.get_secret_value() if app.proxy_url else None
+        session.proxies.update(msal_proxies(proxy, app.authority))
         return msal.ConfidentialClientApplication(
-            self.client_id,
-            authority=self.endpoints.authority,
-            client_credential=msal_client_credential(self.cfg),
+            app.client_id,
+            authority=app.authority,
+            client_credential=msal_client_credential(app.credential),
             http_client=session,
-            instance_discovery=not self.endpoints.custom,
-            timeout=self.cfg.request_timeout_secs,
+            instance_discovery=app.instance_discovery,
+            timeout=app.timeout_secs,
         )
 
     def _acquire(self, drop: bool) -> dict[str, Any]:
-        if self._app is None:
-            self._app = self._build()
+        if self._msal is None:
+            self._msal = self._build()
         if drop:
-            self._app.remove_tokens_for_client()
-        result: dict[str, Any] = self._app.acquire_token_for_client(scopes=[self.endpoints.scope])
+            self._msal.remove_tokens_for_client()
+        result: dict[str, Any] = self._msal.acquire_token_for_client(scopes=[self.app.scope])
         return result
 
     def retry_in(self) -> float:
@@ -199,7 +167,7 @@ class ClientCredential:
         return max(0.0, self._failed_until - self._clock.monotonic())
 
     async def token(self, stale: str | None = None) -> str:
-        """Return a bearer token; with ``stale`` (a token Graph answered 401 to), a fresh one.
+        """Return a bearer token; with ``stale`` (a token a resource answered 401 to), a fresh one.
 
         Raises ``AuthError`` (credentials rejected, consent missing, unreadable key or token file;
         also during the cool-down that follows) or ``TransientSourceError`` (endpoint unavailable).
@@ -216,7 +184,7 @@ class ClientCredential:
                 raise TransientSourceError(f"token endpoint unavailable: {type(exc).__name__}") from None
             except (_AssertionFileError, OSError, ValueError, TypeError) as exc:
                 # Unreadable key/PFX/token file, wrong passphrase, malformed PEM or discovery document.
-                self._app = None
+                self._msal = None
                 raise self._reject("credential_unusable", _describe(exc)) from None
             token = result.get("access_token")
             if isinstance(token, str) and token:
@@ -232,9 +200,9 @@ class ClientCredential:
 
     def _reject(self, error: str, detail: str) -> AuthError:
         self._failures += 1
-        cap = self.cfg.error_backoff_max_secs
-        delay = min(cap, self._cooldown_base * 2 ** min(self._failures - 1, 20))
-        delay = self._rng.uniform(delay / 2, delay)
+        delay = backoff(
+            self._failures - 1, self._cooldown_base, self._cooldown_max, self._rng, min_fraction=0.5
+        )
         self._failed_until = self._clock.monotonic() + delay
         message = f"token request for tenant {self.tenant_id} app {self.client_id} failed: {error} ({detail})"
         self._last_error = AuthError(message)
