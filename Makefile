@@ -36,7 +36,7 @@ unit: $(STAMP)
 test: lint typecheck receivers unit
 
 bench: $(STAMP)
-	timeout 300 $(BIN)/python -m bench
+	timeout 540 $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .cache
