@@ -212,13 +212,14 @@ class WindowReader:
                 self._remaining.set(0)
                 return result
             assert scan.oldest is not None
-            instant = tick_after(scan.oldest)
+            oldest = from_ticks(to_ticks(scan.oldest))  # as the agent writes timestamps in queries
+            instant = tick_after(oldest)
             if scan.at_oldest < scan.inside or top is None or to_ticks(top) != to_ticks(instant):
                 top, carry = instant, scan.at_oldest
             else:  # asked down to that instant and the page is all of it: page through it, go below
                 self._rereads.labels(self.spec.stream, "instant").inc()
-                await self._chain(scan.oldest, instant, None, result)
-                top, carry = scan.oldest, 0
+                await self._chain(oldest, instant, None, result)
+                top, carry = oldest, 0
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- chained reads (nextLinks) -------------------------------------------------------------
