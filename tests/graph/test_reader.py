@@ -21,17 +21,19 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from agent.checkpoint import StreamState
-from agent.errors import TransientSourceError
+from agent.errors import TransientSourceError, UpstreamProtocolError
 from agent.metrics import AgentMetrics
 from agent.model import Batch, Commit
 from agent.simulator.odata import list_page
 from agent.sources.base import SourceContext
 from agent.sources.config import GraphSecuritySourceConfig
+from agent.sources.graph.client import GraphClient
 from agent.sources.graph.pages import Origin
 from agent.sources.graph.poller import StreamPoller
 from agent.sources.graph.reader import StreamSpec
@@ -280,3 +282,41 @@ async def test_pages_out_of_order_fall_back_to_chained_reads(
     current = {(i, a["lastUpdateDateTime"]) for i, a in graph.alerts.items()}
     assert current <= set(rec.emitted)
     assert max(rec.emitted.values(), default=1) == 1
+
+
+async def test_a_server_that_never_ends_a_window_is_stopped_by_its_own_count() -> None:
+    """A liar inventing older alerts forever (each page says more follow): the read stops after about
+    twice the pages its first count allows, with a clear error, instead of paging for hours."""
+    calls = 0
+
+    async def endless(url: str, params: dict[str, str] | None) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        ts = from_ticks(BASE + 9_000 * SECOND - calls * SECOND)
+        return {
+            "@odata.count": 30,
+            "value": [{"id": f"x{calls}", "lastUpdateDateTime": ts}],
+            "@odata.nextLink": URL + "?$skiptoken=1",
+        }
+
+    graph = FakeGraph()
+    rec = Recorder(graph)
+    p = poller(graph, rec, config(10), from_ticks(BASE + 9_000 * SECOND))
+    p.reader._fetch = endless
+    with pytest.raises(UpstreamProtocolError, match="did not end after 22 pages"):
+        await p.reader.read(from_ticks(BASE), None)
+    assert calls == 22  # 2 * ceil(30 / 10) + 16
+
+
+async def test_the_client_never_sends_the_token_outside_the_graph_root() -> None:
+    """Defense in depth below the reader: GraphClient refuses any URL off the Graph root before a token
+    is even asked for."""
+    cfg = config(10)
+    client = GraphClient.connect(cfg, FixedClock(), AgentMetrics(CollectorRegistry()))
+    try:
+        for url in ("https://graph.test:8443/v1.0/x", "http://graph.test/v1.0/x", "https://evil.test/v1.0/x"):
+            with pytest.raises(UpstreamProtocolError, match="refusing to send the Graph token"):
+                await client.get_json(url)
+        assert client.credential.attempts == 0
+    finally:
+        await client.aclose()
