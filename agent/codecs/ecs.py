@@ -16,7 +16,7 @@ from typing import Any
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import EcsCodecConfig
 from agent.codecs.json import dumps, fit_json
-from agent.codecs.paths import evidence_index
+from agent.codecs.paths import evidence_index, join_path
 from agent.model import Alert
 
 ECS_VERSION = "8.11.0"
@@ -44,13 +44,6 @@ def _first(index: dict[str, list[_Ev]], kind: str) -> _Ev:
 def _sub(obj: _Ev, key: str) -> _Ev:
     value = obj.get(key)
     return value if isinstance(value, Mapping) else {}
-
-
-def _join_path(directory: str | None, name: str | None) -> str | None:
-    if directory and name:
-        sep = "\\" if "\\" in directory else "/"
-        return directory.rstrip(sep) + sep + name
-    return None
 
 
 def _threat(alert: Alert) -> dict[str, Any]:
@@ -145,7 +138,7 @@ def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool
     file: dict[str, Any] = {}
     _put(file, "name", _s(details.get("fileName")))
     _put(file, "directory", _s(details.get("filePath")))
-    _put(file, "path", _join_path(_s(details.get("filePath")), _s(details.get("fileName"))))
+    _put(file, "path", join_path(_s(details.get("filePath")), _s(details.get("fileName"))))
     if isinstance(details.get("fileSize"), int):
         file["size"] = details["fileSize"]
     hashes: dict[str, Any] = {}
@@ -160,7 +153,7 @@ def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool
     _put(proc, "command_line", _s(process.get("processCommandLine")))
     image = _sub(process, "imageFile")
     _put(proc, "name", _s(image.get("fileName")))
-    _put(proc, "executable", _join_path(_s(image.get("filePath")), _s(image.get("fileName"))))
+    _put(proc, "executable", join_path(_s(image.get("filePath")), _s(image.get("fileName"))))
     if isinstance(process.get("parentProcessId"), int):
         proc["parent"] = {"pid": process["parentProcessId"]}
     _put(doc, "process", proc)
