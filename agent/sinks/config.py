@@ -193,6 +193,18 @@ class ElasticsearchSinkConfig(_JsonHttp):
         _one_auth("api_key", self.api_key, self.username, self.password)
         return self
 
+    @model_validator(mode="after")
+    def _data_stream_name(self) -> ElasticsearchSinkConfig:
+        # ECS documents carry data_stream.*: a data stream must be the one they name.
+        if self.data_stream and self.codec.type == "ecs":
+            expected = f"logs-{self.codec.dataset}-{self.codec.namespace}"
+            if self.index != expected:
+                raise ValueError(
+                    f"index {self.index!r} is not the data stream the ecs codec's documents name "
+                    f"({expected!r}, from codec.dataset and codec.namespace): set one to match the other"
+                )
+        return self
+
 
 class LogsIngestionSinkConfig(_JsonHttp):
     """Azure Monitor Logs Ingestion API (Microsoft Sentinel custom and standard tables)."""
