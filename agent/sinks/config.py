@@ -187,6 +187,10 @@ class ElasticsearchSinkConfig(_JsonHttp):
     password: Secret | None = None
     #: ``wait_for`` makes documents searchable before the call returns (tests; slows ingestion).
     refresh: Literal["false", "true", "wait_for"] = "false"
+    #: ``siem-agent setup elasticsearch`` also installs the ``siem-agent-graph-alert`` ingest pipeline
+    #: (``event.ingested`` = arrival time) as the index template's default pipeline. The sink itself
+    #: does not use this key.
+    ingest_pipeline: bool = True
 
     @model_validator(mode="after")
     def _auth(self) -> ElasticsearchSinkConfig:
