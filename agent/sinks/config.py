@@ -154,8 +154,10 @@ class SplunkHecSinkConfig(HttpCommonConfig):
     host: str | None = None
     #: HEC ``source`` of every event.
     source: str = "microsoft:graph:security"
-    #: HEC ``sourcetype`` of every event.
-    sourcetype: str = "microsoft:graph:security:alert"
+    #: HEC ``sourcetype`` of every event; unset: by codec, ``ms365:defender:incident:alerts`` for
+    #: ``json`` (the sourcetype Splunk_TA_MS_Security and ESCU read), ``microsoft:graph:security:alert:cef``
+    #: for ``cef`` (also inside a syslog envelope), ``microsoft:graph:security:alert`` otherwise.
+    sourcetype: str | None = None
     #: HEC ``index`` of every event; unset: left out (the token's default index applies).
     index: str | None = None
     #: Indexed fields added to every event (flat strings, as HEC requires).
