@@ -125,8 +125,10 @@ class LeefCodecConfig(_Mapped):
     product: str = Field(default="Graph Security", max_length=63)
     #: Version, LEEF header field 4 (at most 31 characters).
     version: str = Field(default="alerts_v2", max_length=31)
-    #: Field path of the EventID header field.
-    event_id: str = "detectorId | alertPolicyId | category"
+    #: Field path of the EventID header field. The default, the alert's category (a MITRE tactic or
+    #: Malware, SuspiciousActivity, ...), is a small set QRadar can map to QIDs (deploy/qradar/qid-map.csv);
+    #: ``detectorId`` would give one EventID per detection rule (thousands of GUIDs).
+    event_id: str = "category | serviceSource"
     #: Attribute delimiter: one printable character, or ``xHH`` / ``0xHH`` (e.g. ``x09`` for TAB).
     delimiter: str = "^"
     #: Graph severity -> LEEF ``sev`` 1..10.
