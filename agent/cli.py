@@ -27,9 +27,11 @@ from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
+from agent.commands.setup_es import run_setup
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
+from agent.sinks.config import ElasticsearchSinkConfig
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -88,6 +90,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     ck_reset.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
     ck_reset.add_argument("--stream", help="remove only this stream (e.g. contoso/alerts_v2/all)")
+
+    setup = sub.add_parser(
+        "setup",
+        help="install the receiving side (index templates, ingest pipeline)",
+        description="Install what a SIEM needs to read the alerts as alerts (docs/elastic.md).",
+    )
+    setup_sub = setup.add_subparsers(dest="target", required=True, metavar="TARGET")
+    es = setup_sub.add_parser(
+        "elasticsearch",
+        help="component and index templates (+ ingest pipeline) for each elasticsearch sink; idempotent",
+    )
+    es.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    es.add_argument("--sink", help="only this sink (default: every elasticsearch sink)")
 
     demo = sub.add_parser(
         "demo",
@@ -196,6 +211,19 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_setup(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    sinks = [s for s in settings.sinks if isinstance(s, ElasticsearchSinkConfig)]
+    sinks = [s for s in sinks if args.sink in (None, s.name)]
+    if not sinks:
+        which = f"named {args.sink!r} " if args.sink else ""
+        print(f"{args.config}: no elasticsearch sink {which}to set up", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0 if run_setup(sinks, print) else 1
+
+
 async def _run_agent(settings: AgentSettings, logs: LogControl) -> int:
     agent = Agent(settings, reopen_hooks=[logs.reopen], log_suppressed=logs.suppressed)
     agent.install_signal_handlers()
@@ -245,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _cmd_demo,
         "backfill": _cmd_backfill,
         "checkpoint": _cmd_checkpoint,
+        "setup": _cmd_setup,
     }
     try:
         return handlers[args.command](args)

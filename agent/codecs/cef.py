@@ -21,6 +21,7 @@ from agent.codecs.flat import (
     INT,
     IPV4,
     IPV6,
+    PATH,
     STR,
     TIME,
     Converter,
@@ -104,6 +105,7 @@ _KINDS: dict[str, int] = (
     )
     | dict.fromkeys(["src", "dst", "dvc", "sourceTranslatedAddress", "destinationTranslatedAddress"], IPV4)
     | dict.fromkeys(["c6a1", "c6a2", "c6a3", "c6a4"], IPV6)
+    | {"filePath": PATH, "oldFilePath": PATH}
     | dict.fromkeys(
         [
             "spt",

@@ -154,8 +154,10 @@ class SplunkHecSinkConfig(HttpCommonConfig):
     host: str | None = None
     #: HEC ``source`` of every event.
     source: str = "microsoft:graph:security"
-    #: HEC ``sourcetype`` of every event.
-    sourcetype: str = "microsoft:graph:security:alert"
+    #: HEC ``sourcetype`` of every event; unset: by codec, ``ms365:defender:incident:alerts`` for
+    #: ``json`` (the sourcetype Splunk_TA_MS_Security and ESCU read), ``microsoft:graph:security:alert:cef``
+    #: for ``cef`` (also inside a syslog envelope), ``microsoft:graph:security:alert`` otherwise.
+    sourcetype: str | None = None
     #: HEC ``index`` of every event; unset: left out (the token's default index applies).
     index: str | None = None
     #: Indexed fields added to every event (flat strings, as HEC requires).
@@ -187,10 +189,26 @@ class ElasticsearchSinkConfig(_JsonHttp):
     password: Secret | None = None
     #: ``wait_for`` makes documents searchable before the call returns (tests; slows ingestion).
     refresh: Literal["false", "true", "wait_for"] = "false"
+    #: ``siem-agent setup elasticsearch`` also installs the ``siem-agent-graph-alert`` ingest pipeline
+    #: (``event.ingested`` = arrival time) as the index template's default pipeline. The sink itself
+    #: does not use this key.
+    ingest_pipeline: bool = True
 
     @model_validator(mode="after")
     def _auth(self) -> ElasticsearchSinkConfig:
         _one_auth("api_key", self.api_key, self.username, self.password)
+        return self
+
+    @model_validator(mode="after")
+    def _data_stream_name(self) -> ElasticsearchSinkConfig:
+        # ECS documents carry data_stream.*: a data stream must be the one they name.
+        if self.data_stream and self.codec.type == "ecs":
+            expected = f"logs-{self.codec.dataset}-{self.codec.namespace}"
+            if self.index != expected:
+                raise ValueError(
+                    f"index {self.index!r} is not the data stream the ecs codec's documents name "
+                    f"({expected!r}, from codec.dataset and codec.namespace): set one to match the other"
+                )
         return self
 
 

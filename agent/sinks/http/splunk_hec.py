@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from agent.codecs.config import CodecConfig
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
@@ -53,6 +54,16 @@ def epoch_seconds(ts: Any) -> float | None:
         return None
 
 
+def default_sourcetype(codec: CodecConfig) -> str:
+    """The sourcetype Splunk content expects for ``codec`` (docs/splunk.md, TA-siem-agent)."""
+    if codec.type == "json":
+        return "ms365:defender:incident:alerts"  # Splunk_TA_MS_Security parses this alerts_v2 JSON
+    inner = getattr(codec, "msg", codec)
+    if inner.type == "cef":
+        return "microsoft:graph:security:alert:cef"
+    return "microsoft:graph:security:alert"
+
+
 class SplunkHecSink:
     """Sends batches to one HEC endpoint on one ack channel."""
 
@@ -69,7 +80,7 @@ class SplunkHecSink:
         self._meta: dict[str, Any] = {
             "host": config.host or socket.gethostname(),
             "source": config.source,
-            "sourcetype": config.sourcetype,
+            "sourcetype": config.sourcetype or default_sourcetype(config.codec),
         }
         if config.index:
             self._meta["index"] = config.index
