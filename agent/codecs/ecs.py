@@ -94,6 +94,18 @@ def _related(index: dict[str, list[_Ev]]) -> dict[str, Any]:
     return related
 
 
+def _writeback_labels(alert: Alert) -> dict[str, str]:
+    """``labels.siem_agent_*`` for a version the agent's own write-back produced (agent.writeback.loop)."""
+    mark = alert.get("siemAgent")
+    if not isinstance(mark, Mapping) or not _s(mark.get("origin")):
+        return {}
+    labels = {"siem_agent_origin": mark["origin"]}
+    for key, field in (("siem_agent_request_id", "requestId"), ("siem_agent_requested_by", "requestedBy")):
+        if _s(mark.get(field)):
+            labels[key] = mark[field]
+    return labels
+
+
 def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool) -> dict[str, Any]:
     """Build the ECS document for ``alert`` (a new dict; ``alert`` is not modified)."""
     index = evidence_index(alert)
@@ -173,6 +185,7 @@ def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool
         doc["organization"] = {"id": alert["tenantId"]}
     doc["observer"] = {"vendor": "Microsoft", "product": _s(alert.get("productName")) or "Graph Security"}
     _put(doc, "tags", _strs(alert.get("systemTags")))
+    _put(doc, "labels", _writeback_labels(alert))
     if include_original:
         doc["microsoft"] = {"graph": {"alert": alert}}
     return doc
