@@ -54,6 +54,8 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._handshake: asyncio.Task[None] | None = None
         self._admitted = False
+        #: Bytes the TLS layer handed over before ``start_tls`` returned (the client does not wait).
+        self._early: list[bytes] = []
 
     # -- admission and deadlines ---------------------------------------------------------------
 
@@ -82,7 +84,8 @@ class _Connection(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=self._owner.header_timeout,
             )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError):
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError, RuntimeError) as exc:
+            log.debug("Write-back TLS handshake failed.", extra={"error": repr(exc)[:200]})
             raw.abort()
             self._release()
             return
@@ -96,6 +99,9 @@ class _Connection(asyncio.Protocol):
         self._owner.by_transport[transport] = self
         self._inner = self._owner.server()
         self._inner.connection_made(transport)
+        early, self._early = self._early, []
+        for data in early:
+            self._inner.data_received(data)
 
     def _expire(self, reason: str) -> None:
         self._owner.on_refused(reason)
@@ -132,6 +138,8 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._inner is not None:
             self._inner.data_received(data)
+        elif sum(map(len, self._early)) < 65536:  # only a request line and headers can be early
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None

@@ -38,6 +38,8 @@ from agent.writeback.queue import QueueFull, RequestQueue
 from agent.writeback.updates import UpdateError, check_target, parse_update
 
 KINDS: dict[str, Entity] = {"alerts": "alert", "incidents": "incident"}
+#: The token name the request authenticated as.
+WHO = web.RequestKey("who", str)
 RETRY_AFTER_FULL_SECS = 30
 MAX_KEY_CHARS = 200
 
@@ -120,7 +122,7 @@ class WritebackApi:
             reason = "no bearer token" if not header else "invalid bearer token"
             audit.rejected("-", _client(request), 401, reason, request.path)
             return error(401, "unauthenticated", reason, {"WWW-Authenticate": 'Bearer realm="siem-agent"'})
-        request["who"] = who
+        request[WHO] = who
         return await handler(request)
 
     def _who(self, presented: str) -> str | None:
@@ -141,7 +143,7 @@ class WritebackApi:
         return handler
 
     async def _submit(self, request: web.Request, entity: Entity) -> web.StreamResponse:
-        who: str = request["who"]
+        who = request[WHO]
         source = request.match_info["source"]
 
         def refuse(
@@ -198,7 +200,7 @@ class WritebackApi:
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         req = self.queue.get(request.match_info["request_id"])
-        if req is None or req.by != request["who"]:
+        if req is None or req.by != request[WHO]:
             return error(404, "unknownRequest", "no such request (or it is past its retention)")
         return web.Response(body=orjson.dumps(req.to_json()), content_type="application/json")
 
