@@ -13,7 +13,7 @@ class WritebackMetrics:
         self.api_requests = Counter(
             p + "api_requests_total",
             "Write-back API calls by source and HTTP status (202 queued; 400, 404, 408, 413, 503 refused; "
-            '401 counts under source="-").',
+            '401 and unknown sources count under source="-").',
             ["source", "status"],
             registry=registry,
         )

@@ -121,6 +121,7 @@ class WritebackApi:
         if who is None:
             reason = "no bearer token" if not header else "invalid bearer token"
             audit.rejected("-", _client(request), 401, reason, request.path)
+            self._on_result("-", 401)
             return error(401, "unauthenticated", reason, {"WWW-Authenticate": 'Bearer realm="siem-agent"'})
         request[WHO] = who
         return await handler(request)

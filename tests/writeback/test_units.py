@@ -424,3 +424,18 @@ def test_format_dt_helper_is_seven_digits() -> None:
     from datetime import UTC, datetime
 
     assert format_dt(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=5)).endswith(".0000050Z")
+
+
+def test_every_writeback_metric_is_documented() -> None:
+    """docs/operations.md and docs/writeback.md name every siem_agent_writeback_* metric."""
+    from prometheus_client import CollectorRegistry
+
+    from agent.writeback.metrics import WritebackMetrics
+
+    registry = CollectorRegistry()
+    WritebackMetrics(registry)
+    names = [f.name + ("_total" if f.type == "counter" else "") for f in registry.collect()]
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("operations.md", "writeback.md"):
+        text = (docs / page).read_text()
+        assert [n for n in names if f"`{n}" not in text] == [], page
