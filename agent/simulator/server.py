@@ -14,6 +14,10 @@ Documents it follows (Microsoft Graph docs, ``microsoftgraph/microsoft-graph-doc
   joined by ``and``; ``$top``; ``$count=true`` → ``@odata.count``; ``@odata.nextLink`` paging (an
   offset ``$skiptoken``, like the ``$skip`` paging these APIs use); newest first; 7-digit timestamps;
   ``$expand=alerts`` on incidents.
+* Access tokens are JWTs whose ``roles`` claim lists the app's application permissions (``roles``;
+  all four security read/write permissions by default), as Entra ID issues them for Graph.
+* Single alerts and incidents: ``GET``, ``PATCH`` and ``POST …/comments`` with Graph's semantics and
+  write faults (``agent.simulator.writes``).
 * ``concepts/throttling.md`` — 429 with the documented body and ``Retry-After``;
   ``concepts/errors.md`` / ``best-practices-concept.md`` — 503/504; every response has ``request-id``.
 
