@@ -27,19 +27,12 @@ from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
-from agent.commands.writeback import update_once
+from agent.commands.writeback import add_update_parsers, update_body, update_once
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
 from agent.sources.graph.writes import Entity
-from agent.writeback.updates import (
-    ALERT_STATUS,
-    CLASSIFICATION,
-    DETERMINATION,
-    INCIDENT_STATUS,
-    UpdateError,
-    parse_update,
-)
+from agent.writeback.updates import UpdateError, parse_update
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -99,11 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     ck_reset.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
     ck_reset.add_argument("--stream", help="remove only this stream (e.g. contoso/alerts_v2/all)")
 
-    for entity, plural, status in (
-        ("alert", "alerts", ALERT_STATUS),
-        ("incident", "incidents", INCIDENT_STATUS),
-    ):
-        _update_parser(sub, entity, plural, status)
+    add_update_parsers(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -118,66 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _update_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    entity: str,
-    plural: str,
-    status: tuple[str, ...],
-) -> None:
-    group = sub.add_parser(
-        plural, help=f"write to {plural} in Microsoft Defender", description=f"Act on {plural} through Graph."
-    )
-    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    up = actions.add_parser(
-        "update",
-        help=f"update one {entity} (and/or add a comment)",
-        description=f"Update one {entity} in Microsoft Defender through the source's Graph app "
-        f"(needs Security{entity.title()}.ReadWrite.All). Prints one line; exit 0 when Graph applied it, "
-        "1 when Graph refused it or could not be reached, 2 for bad values.",
-    )
-    up.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
-    up.add_argument("--source", required=True, help="name of the [[sources]] table (tenant and app)")
-    up.add_argument("target", metavar=f"{entity.upper()}_ID", help=f"the {entity}'s id")
-    up.add_argument("--status", help=f"one of: {', '.join(status)}")
-    up.add_argument("--classification", help=f"one of: {', '.join(CLASSIFICATION)}")
-    up.add_argument("--determination", help=f"one of: {', '.join(DETERMINATION)}")
-    up.add_argument("--assigned-to", metavar="UPN", help="owner (an empty string unassigns)")
-    up.add_argument("--comment", metavar="TEXT", help="add this comment")
-    if entity == "incident":
-        up.add_argument(
-            "--custom-tag",
-            action="append",
-            metavar="TAG",
-            help="replace the custom tags with these (repeat for several)",
-        )
-        up.add_argument("--clear-custom-tags", action="store_true", help="remove every custom tag")
-
-
-def _update_body(args: argparse.Namespace) -> dict[str, object]:
-    body: dict[str, object] = {}
-    for key, value in (
-        ("status", args.status),
-        ("classification", args.classification),
-        ("determination", args.determination),
-        ("assignedTo", args.assigned_to),
-        ("comment", args.comment),
-    ):
-        if value is not None:
-            body[key] = value
-    if getattr(args, "clear_custom_tags", False):
-        body["customTags"] = []
-    elif getattr(args, "custom_tag", None):
-        body["customTags"] = args.custom_tag
-    return body
-
-
 def _cmd_update(args: argparse.Namespace) -> int:
     entity: Entity = "alert" if args.command == "alerts" else "incident"
     settings = _load(args.config)
     if settings is None:
         return EXIT_CONFIG
     try:
-        update = parse_update(entity, _update_body(args))
+        update = parse_update(entity, update_body(args))
     except UpdateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,9 +13,11 @@ still happens and a warning says the version cannot be marked.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +30,15 @@ from agent.sources.graph.endpoints import endpoints_for
 from agent.sources.graph.writes import Entity, GraphError, GraphWrites
 from agent.writeback.executor import Executor, GaveUp, MemoryLog, RetryPolicy
 from agent.writeback.queue import WriteRequest
-from agent.writeback.updates import Update, UpdateError, check_target
+from agent.writeback.updates import (
+    ALERT_STATUS,
+    CLASSIFICATION,
+    DETERMINATION,
+    INCIDENT_STATUS,
+    Update,
+    UpdateError,
+    check_target,
+)
 from agent.writeback.versions import OwnVersions, versions_path
 
 log = logging.getLogger(__name__)
@@ -76,6 +86,69 @@ class Outcome:
         applied = f" (already applied: {', '.join(done)})" if done else ""
         reason = self.refused.describe() if self.refused is not None else f"not delivered: {self.gave_up}"
         return f"error: {what}: {reason}{applied}"
+
+
+def add_update_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``alerts update`` and ``incidents update``."""
+    for entity, plural, status in (
+        ("alert", "alerts", ALERT_STATUS),
+        ("incident", "incidents", INCIDENT_STATUS),
+    ):
+        _update_parser(sub, entity, plural, status)
+
+
+def _update_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    entity: str,
+    plural: str,
+    status: tuple[str, ...],
+) -> None:
+    group = sub.add_parser(
+        plural, help=f"write to {plural} in Microsoft Defender", description=f"Act on {plural} through Graph."
+    )
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser(
+        "update",
+        help=f"update one {entity} (and/or add a comment)",
+        description=f"Update one {entity} in Microsoft Defender through the source's Graph app "
+        f"(needs Security{entity.title()}.ReadWrite.All). Prints one line; exit 0 when Graph applied it, "
+        "1 when Graph refused it or could not be reached, 2 for bad values.",
+    )
+    up.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    up.add_argument("--source", required=True, help="name of the [[sources]] table (tenant and app)")
+    up.add_argument("target", metavar=f"{entity.upper()}_ID", help=f"the {entity}'s id")
+    up.add_argument("--status", help=f"one of: {', '.join(status)}")
+    up.add_argument("--classification", help=f"one of: {', '.join(CLASSIFICATION)}")
+    up.add_argument("--determination", help=f"one of: {', '.join(DETERMINATION)}")
+    up.add_argument("--assigned-to", metavar="UPN", help="owner (an empty string unassigns)")
+    up.add_argument("--comment", metavar="TEXT", help="add this comment")
+    if entity == "incident":
+        up.add_argument(
+            "--custom-tag",
+            action="append",
+            metavar="TAG",
+            help="replace the custom tags with these (repeat for several)",
+        )
+        up.add_argument("--clear-custom-tags", action="store_true", help="remove every custom tag")
+
+
+def update_body(args: argparse.Namespace) -> dict[str, object]:
+    """The API-style body the command-line options describe (validated by ``parse_update``)."""
+    body: dict[str, object] = {}
+    for key, value in (
+        ("status", args.status),
+        ("classification", args.classification),
+        ("determination", args.determination),
+        ("assignedTo", args.assigned_to),
+        ("comment", args.comment),
+    ):
+        if value is not None:
+            body[key] = value
+    if getattr(args, "clear_custom_tags", False):
+        body["customTags"] = []
+    elif getattr(args, "custom_tag", None):
+        body["customTags"] = args.custom_tag
+    return body
 
 
 def find_source(settings: AgentSettings, name: str) -> int:
