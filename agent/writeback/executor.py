@@ -116,6 +116,8 @@ class Executor:
                 req.last_error = str(exc)
                 if policy.max_attempts is not None and throttled >= MAX_THROTTLED:
                     raise GaveUp(str(exc)) from None
+                if deadline is not None and self._clock.monotonic() + exc.retry_after > deadline:
+                    raise GaveUp(str(exc)) from None
                 continue  # the budget now holds the tenant's requests until Retry-After
             except SourceError as exc:
                 failures += 1

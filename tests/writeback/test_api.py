@@ -277,3 +277,19 @@ class TestLoopControlInProcess:
             "requestId": doc["id"],
             "requestedBy": "splunk",
         }
+
+
+class TestGivingUp:
+    async def test_a_request_graph_cannot_take_in_time_expires(
+        self, tmp_path: Path, graph_sim: SimEnv
+    ) -> None:
+        """Graph throttles for longer than give_up_after_secs: failed with code expired, nothing applied."""
+        alert = graph_sim.sim.add_alerts(1)[0]["id"]
+        graph_sim.sim.throttle(60)
+        async with live_agent(tmp_path, graph_sim, writeback_table(give_up_after_secs=1)) as live:
+            _, doc, _ = await api(
+                live.port, "PATCH", f"/v1/sources/sim/alerts/{alert}", {"status": "resolved"}
+            )
+            state = await live.wait_state(doc["id"], "failed")
+        assert state["error"]["code"] == "expired" and "429" in state["error"]["message"]
+        assert graph_sim.sim.writes.applied == []
