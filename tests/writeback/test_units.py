@@ -439,3 +439,11 @@ def test_every_writeback_metric_is_documented() -> None:
     for page in ("operations.md", "writeback.md"):
         text = (docs / page).read_text()
         assert [n for n in names if f"`{n}" not in text] == [], page
+
+
+def test_the_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/writeback.toml validates with its documented environment variables."""
+    for var in ("GRAPH_CLIENT_SECRET", "WB_SPLUNK_TOKEN", "WB_SENTINEL_TOKEN"):
+        monkeypatch.setenv(var, f"value-of-{var}-0123456789")
+    settings = load_settings(Path(__file__).resolve().parents[2] / "config" / "writeback.toml")
+    assert settings.writeback.enabled and [t.name for t in settings.writeback.tokens] == ["splunk", "sentinel"]
