@@ -446,4 +446,7 @@ def test_the_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("GRAPH_CLIENT_SECRET", "WB_SPLUNK_TOKEN", "WB_SENTINEL_TOKEN"):
         monkeypatch.setenv(var, f"value-of-{var}-0123456789")
     settings = load_settings(Path(__file__).resolve().parents[2] / "config" / "writeback.toml")
-    assert settings.writeback.enabled and [t.name for t in settings.writeback.tokens] == ["splunk", "sentinel"]
+    assert settings.writeback.enabled and [t.name for t in settings.writeback.tokens] == [
+        "splunk",
+        "sentinel",
+    ]
