@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from agent.clock import Clock
 from agent.errors import AuthError, SourceError
 from agent.retry import backoff
+from agent.sources.graph.client import BudgetTimeout
 from agent.sources.graph.writes import GraphError, GraphWriteError, GraphWrites, WriteThrottled
 from agent.timestamps import format_dt, parse, sort_key
 from agent.writeback.queue import WriteRequest
@@ -108,9 +109,11 @@ class Executor:
                 return None
             req.attempts += 1
             try:
-                await self.run_step(req, steps[0])
+                await self.run_step(req, steps[0], self._left(deadline))
             except GraphWriteError as exc:
                 return exc.error
+            except BudgetTimeout as exc:
+                raise GaveUp(f"{exc} (last error: {req.last_error or '-'})") from None
             except WriteThrottled as exc:
                 throttled += 1
                 req.last_error = str(exc)
@@ -146,10 +149,16 @@ class Executor:
                 failures = throttled = 0
         raise GaveUp("delivery did not converge")  # pragma: no cover
 
-    async def run_step(self, req: WriteRequest, step: str) -> None:
-        """One attempt at ``step``; raises what ``GraphWrites`` raises (see the module docstring)."""
+    def _left(self, deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - self._clock.monotonic())
+
+    async def run_step(self, req: WriteRequest, step: str, wait_limit: float | None = None) -> None:
+        """One attempt at ``step``; raises what ``GraphWrites`` raises (see the module docstring).
+
+        ``wait_limit`` bounds how long the budget may hold each call back (``BudgetTimeout``: not sent).
+        """
         if req.steps.get(step) == "sending":
-            version = await self._applied(req, step)
+            version = await self._applied(req, step, wait_limit)
             if version is not None:
                 self._sent(req, step, version or None)
                 log.info("Write-back step was already applied.", extra={"request": req.id, "step": step})
@@ -159,13 +168,13 @@ class Executor:
         try:
             if step == "comment":
                 assert req.comment is not None
-                comments = await self.writes.comment(req.entity, req.target, req.comment)
+                comments = await self.writes.comment(req.entity, req.target, req.comment, wait_limit)
                 version = _comment_version(comments, req.comment, self._earliest(req, step)) or ""
             else:
-                entity = await self.writes.update(req.entity, req.target, req.changes)
+                entity = await self.writes.update(req.entity, req.target, req.changes, wait_limit)
                 version = str(entity.get("lastUpdateDateTime") or "")
-        except WriteThrottled:
-            req.steps[step] = "pending"  # a 429 was not applied: no need to check before resending
+        except (WriteThrottled, BudgetTimeout):
+            req.steps[step] = "pending"  # not applied (429) or not sent: no need to check before resending
             raise
         self._sent(req, step, version or None)
 
@@ -176,10 +185,10 @@ class Executor:
         except ValueError:
             return ""
 
-    async def _applied(self, req: WriteRequest, step: str) -> str | None:
+    async def _applied(self, req: WriteRequest, step: str, wait_limit: float | None) -> str | None:
         """For an uncertain step: ``None`` if Graph does not show it, else the version it produced
         (``""`` when unknown)."""
-        entity = await self.writes.get(req.entity, req.target)
+        entity = await self.writes.get(req.entity, req.target, wait_limit)
         if step == "comment":
             assert req.comment is not None
             comments = entity.get("comments")

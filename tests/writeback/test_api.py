@@ -11,7 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from agent.simulator.server import unavailable
 from agent.simulator.tls import make_client_cert, make_tls
+from agent.simulator.writes import WriteFault
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
 from tests.writeback.helpers import OTHER_TOKEN, TOKEN, api, delivered, live_agent, writeback_table
@@ -126,7 +128,9 @@ class TestRoutesAndCodes:
         """The same Idempotency-Key returns the first request; a full queue answers 503 + Retry-After."""
         sim = graph_sim.sim
         a, b = (x["id"] for x in sim.add_alerts(2))
-        sim.throttle(30)  # Graph answers 429: the first request stays queued
+        # Graph holds the first write's answer for a while (then 503): it stays unfinished meanwhile.
+        sim.writes.faults.append(WriteFault(unavailable(503)))
+        sim.writes.faults[0].fault.delay_secs = 2.0
         async with live_agent(tmp_path, graph_sim, writeback_table(queue_max_requests=1)) as live:
             key = {"Idempotency-Key": "splunk-sid-42"}
             first = await api(
@@ -136,7 +140,6 @@ class TestRoutesAndCodes:
                 live.port, "PATCH", f"/v1/sources/sim/alerts/{a}", {"status": "resolved"}, headers=key
             )
             full = await api(live.port, "PATCH", f"/v1/sources/sim/alerts/{b}", {"status": "resolved"})
-            sim.throttle(0)
             await live.wait_state(first[1]["id"], "done")
         assert first[0] == again[0] == 202 and again[1]["id"] == first[1]["id"]
         assert again[2]["Idempotent-Replayed"] == "true"
@@ -283,7 +286,8 @@ class TestGivingUp:
     async def test_a_request_graph_cannot_take_in_time_expires(
         self, tmp_path: Path, graph_sim: SimEnv
     ) -> None:
-        """Graph throttles for longer than give_up_after_secs: failed with code expired, nothing applied."""
+        """Graph throttles for longer than give_up_after_secs (a 429 holds the tenant's budget): the request
+        fails with code expired once its time is up, even while the budget still waits; nothing applied."""
         alert = graph_sim.sim.add_alerts(1)[0]["id"]
         graph_sim.sim.throttle(60)
         async with live_agent(tmp_path, graph_sim, writeback_table(give_up_after_secs=1)) as live:
@@ -291,5 +295,5 @@ class TestGivingUp:
                 live.port, "PATCH", f"/v1/sources/sim/alerts/{alert}", {"status": "resolved"}
             )
             state = await live.wait_state(doc["id"], "failed")
-        assert state["error"]["code"] == "expired" and "429" in state["error"]["message"]
+        assert state["error"]["code"] == "expired" and "budget" in state["error"]["message"]
         assert graph_sim.sim.writes.applied == []

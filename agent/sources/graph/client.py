@@ -180,6 +180,7 @@ class GraphClient:
         kind: Kind = "write",
         stale_token: str | None = None,
         fresh_connection: bool = False,
+        wait_limit: float | None = None,
     ) -> GraphReply:
         """One request with this tenant's credential, proxy, TLS settings and budget (``kind``'s share).
 
@@ -189,7 +190,8 @@ class GraphClient:
         ``max_concurrent_requests`` slot (their caller sends one at a time per tenant). With
         ``stale_token`` (a token Graph answered 401 to) a fresh token is used. Raises ``AuthError``
         (credential), ``TransientSourceError`` (connection error or timeout: the request may or may
-        not have reached Graph).
+        not have reached Graph), ``BudgetTimeout`` (the budget gave no grant within ``wait_limit``
+        seconds: nothing was sent).
         """
         session, fresh = self._sessions()
         token = await self.credential.token(stale=stale_token)
@@ -200,7 +202,13 @@ class GraphClient:
             "Prefer": "include-unknown-enum-members",
             "client-request-id": client_request_id,
         }
-        waited = await self.budget.acquire(kind)
+        try:
+            async with asyncio.timeout(wait_limit):
+                waited = await self.budget.acquire(kind)
+        except TimeoutError:
+            raise BudgetTimeout(
+                f"no request allowed by the tenant's budget within {wait_limit:.1f}s"
+            ) from None
         if waited:
             self._m.retry_after_seconds.labels(self._tenant).inc(waited)
         try:
@@ -319,6 +327,10 @@ class GraphClient:
         if not isinstance(doc, dict):
             raise TransientSourceError(f"Graph returned a non-object body, {ids}")
         return doc
+
+
+class BudgetTimeout(TransientSourceError):
+    """``send`` waited ``wait_limit`` for the budget (Retry-After, the 60 s window): nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 
 from agent.errors import SourceError, TransientSourceError
-from agent.sources.graph.client import GraphClient, GraphReply
+from agent.sources.graph.client import BudgetTimeout, GraphClient, GraphReply
 
 Entity = Literal["alert", "incident"]
 COLLECTIONS: dict[Entity, str] = {"alert": "alerts_v2", "incident": "incidents"}
@@ -92,27 +92,41 @@ class GraphWrites:
         """``<root>/v1.0/security/<collection>/<id>[/rest]``, the id percent-encoded."""
         return "/".join([self._root, COLLECTIONS[entity], quote(target, safe=""), *rest])
 
-    async def update(self, entity: Entity, target: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, entity: Entity, target: str, changes: dict[str, Any], wait_limit: float | None = None
+    ) -> dict[str, Any]:
         """PATCH the properties in ``changes``; the updated entity as Graph returns it."""
-        return await self._call("PATCH", self.url(entity, target), changes)
+        return await self._call("PATCH", self.url(entity, target), changes, wait_limit)
 
-    async def comment(self, entity: Entity, target: str, text: str) -> list[dict[str, Any]]:
+    async def comment(
+        self, entity: Entity, target: str, text: str, wait_limit: float | None = None
+    ) -> list[dict[str, Any]]:
         """POST one comment; every comment of the entity afterwards (Graph's answer)."""
         doc = await self._call(
-            "POST", self.url(entity, target, "comments"), {"@odata.type": COMMENT_TYPE, "comment": text}
+            "POST",
+            self.url(entity, target, "comments"),
+            {"@odata.type": COMMENT_TYPE, "comment": text},
+            wait_limit,
         )
         value = doc.get("value")
         return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
 
-    async def get(self, entity: Entity, target: str) -> dict[str, Any]:
+    async def get(self, entity: Entity, target: str, wait_limit: float | None = None) -> dict[str, Any]:
         """GET the entity (to check whether an uncertain write was applied)."""
-        return await self._call("GET", self.url(entity, target), None)
+        return await self._call("GET", self.url(entity, target), None, wait_limit)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, url: str, body: dict[str, Any] | None, wait_limit: float | None
+    ) -> dict[str, Any]:
+        """``wait_limit``: seconds the budget may hold the request back (``BudgetTimeout``: not sent)."""
         stale: str | None = None
         for fresh in (False, True):
             try:
-                reply = await self._client.send(method, url, body, stale_token=stale, fresh_connection=fresh)
+                reply = await self._client.send(
+                    method, url, body, stale_token=stale, fresh_connection=fresh, wait_limit=wait_limit
+                )
+            except BudgetTimeout:
+                raise
             except TransientSourceError as exc:
                 raise WriteUncertain(str(exc)) from None
             if reply.status == 401 and not fresh:
