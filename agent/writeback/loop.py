@@ -72,6 +72,8 @@ class LoopControl:
             return batch
         self.versions.refresh()
         source, entity = where
+        if not self.versions.knows(source, entity):
+            return batch  # the common case: one stat per batch, nothing per alert
         out: list[Alert] = []
         changed = False
         for alert in batch.alerts:

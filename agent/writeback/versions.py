@@ -50,6 +50,7 @@ class OwnVersions:
         self._clock = clock
         self._retention = retention_secs
         self._known: dict[tuple[str, str, str, str], OwnWrite] = {}
+        self._scopes: set[tuple[str, str]] = set()
         self._offset = 0
         self._inode: int | None = None
         self._lines = 0
@@ -87,8 +88,13 @@ class OwnVersions:
             rec = orjson.loads(line)
             key = _key(rec["source"], rec["entity"], rec["id"], rec["version"])
             self._known[key] = OwnWrite(str(rec["request"]), str(rec["by"]), str(rec["at"]))
+            self._scopes.add(key[:2])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return  # a damaged line only loses a mark
+
+    def knows(self, source: str, entity: str) -> bool:
+        """Whether any version of this source's alerts (or incidents) is remembered (a cheap pre-check)."""
+        return (source, entity) in self._scopes
 
     def lookup(self, source: str, entity: str, target: str, version: str) -> OwnWrite | None:
         """The write that produced this version, if it was one of ours."""
@@ -138,6 +144,7 @@ class OwnVersions:
             except OSError as exc:
                 raise StateError(f"cannot rewrite {self.path}: {exc.strerror}") from None
         self._known = keep
+        self._scopes = {k[:2] for k in keep}
         self._offset, self._inode, self._lines = 0, None, 0
         self.refresh()
 
