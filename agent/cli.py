@@ -28,10 +28,13 @@ from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
 from agent.commands.setup_es import run_setup
+from agent.commands.writeback import add_update_parsers, update_body, update_once
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
 from agent.sinks.config import ElasticsearchSinkConfig
+from agent.sources.graph.writes import Entity
+from agent.writeback.updates import UpdateError, parse_update
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -103,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     es.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
     es.add_argument("--sink", help="only this sink (default: every elasticsearch sink)")
+    add_update_parsers(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -115,6 +119,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rate", type=float, default=2.0, help="new alerts per second at the simulator")
     return p
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    entity: Entity = "alert" if args.command == "alerts" else "incident"
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        update = parse_update(entity, update_body(args))
+    except UpdateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure("warning", "auto")
+    try:
+        outcome = asyncio.run(update_once(settings, args.source, entity, args.target, update, SystemClock()))
+    except UpdateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(outcome.line(), file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 def _load(path: Path) -> AgentSettings | None:
@@ -274,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "backfill": _cmd_backfill,
         "checkpoint": _cmd_checkpoint,
         "setup": _cmd_setup,
+        "alerts": _cmd_update,
+        "incidents": _cmd_update,
     }
     try:
         return handlers[args.command](args)

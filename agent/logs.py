@@ -140,6 +140,8 @@ def configure(level: str, fmt: str, stream: TextIO | None = None, path: Path | N
     root.setLevel(level.upper())
     for noisy in ("msal", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Write-back audit lines (info) are written whatever log.level says (agent.writeback.audit).
+    logging.getLogger("agent.writeback.audit").setLevel(logging.INFO)
     return LogControl(reopen, lambda: repeats.suppressed)
 
 

@@ -84,6 +84,8 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("cs6", "alertWebUrl", "cs6Label", "alertWebUrl"),
     ("flexString1", "serviceSource", "flexString1Label", "serviceSource"),
     ("flexString2", "classification", "flexString2Label", "classification"),
+    # Only on a version the agent's own write-back produced (agent.writeback.loop): siem-agent-writeback.
+    ("act", "siemAgent.origin", "", ""),
 )
 
 _KINDS: dict[str, int] = (

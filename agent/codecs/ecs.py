@@ -120,6 +120,18 @@ class _Ingested:
         return self._text
 
 
+def _writeback_labels(alert: Alert) -> dict[str, str]:
+    """``labels.siem_agent_*`` for a version the agent's own write-back produced (agent.writeback.loop)."""
+    mark = alert.get("siemAgent")
+    if not isinstance(mark, Mapping) or not _s(mark.get("origin")):
+        return {}
+    labels = {"siem_agent_origin": mark["origin"]}
+    for key, field in (("siem_agent_request_id", "requestId"), ("siem_agent_requested_by", "requestedBy")):
+        if _s(mark.get(field)):
+            labels[key] = mark[field]
+    return labels
+
+
 def to_ecs(
     alert: Alert,
     config: EcsCodecConfig,
@@ -181,6 +193,7 @@ def to_ecs(
     doc["observer"] = {"vendor": "Microsoft", "product": _s(alert.get("productName")) or "Graph Security"}
     tags = alert.get("systemTags")
     _put(doc, "tags", [t for t in tags if _s(t)] if tags.__class__ is list else None)
+    _put(doc, "labels", _writeback_labels(alert))
     if config.include_original:
         doc["microsoft"] = {"graph": {"alert": alert}}
     return doc

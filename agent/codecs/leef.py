@@ -59,6 +59,9 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("tenantId", "tenantId", "", ""),
     ("mitreTechniques", "mitreTechniques", "", ""),
     ("alertWebUrl", "alertWebUrl", "", ""),
+    # Only on a version the agent's own write-back produced (agent.writeback.loop).
+    ("siemAgentOrigin", "siemAgent.origin", "", ""),
+    ("siemAgentRequestId", "siemAgent.requestId", "", ""),
 )
 _LIMITS = {"description": 4000, "title": 1023}
 _KINDS = {"devTime": _TIME_KIND, "src": IP, "dst": IP, "filePath": PATH}

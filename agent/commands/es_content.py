@@ -84,6 +84,11 @@ ECS_FIELDS: dict[str, str] = {
     "related.hosts": "keyword",
     "related.hash": "keyword",
     "organization.id": "keyword",
+    # ECS ``labels``: custom keyword pairs; only on a version the agent's own write-back produced.
+    **dict.fromkeys(
+        _words("labels.siem_agent_origin labels.siem_agent_request_id labels.siem_agent_requested_by"),
+        "keyword",
+    ),
     "cloud.account.id": "keyword",
     "observer.vendor": "keyword",
     "observer.product": "keyword",
@@ -112,6 +117,8 @@ GRAPH_FIELDS: dict[str, str] = {
         "date",
     ),
     **dict.fromkeys(_words("evidence comments additionalData customDetails"), _FLAT),
+    # Only on a version the agent's own write-back produced (agent.writeback.loop).
+    **dict.fromkeys(_words("siemAgent.origin siemAgent.requestId siemAgent.requestedBy"), "keyword"),
 }
 
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from agent.errors import ConfigError
 from agent.sinks.config import SinkConfig
 from agent.sources.config import SourceConfig, duplicate_apps
+from agent.writeback.config import WritebackConfig
 
 
 class LogConfig(BaseModel):
@@ -71,6 +72,8 @@ class AgentSettings(BaseSettings):
     log: LogConfig = Field(default_factory=LogConfig)
     #: The operator HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz``.
     http: HttpConfig = Field(default_factory=HttpConfig)
+    #: Write-back: the inbound API SIEM automation calls to update alerts and incidents in Defender.
+    writeback: WritebackConfig = Field(default_factory=WritebackConfig)
     #: ``[[sources]]`` tables, at least one; names unique, one source per tenant and app.
     sources: list[SourceConfig] = Field(min_length=1)
     #: ``[[sinks]]`` tables, at least one, names unique; every alert goes to every sink.

@@ -9,6 +9,10 @@ Graph allows "150 requests per minute" per app per tenant on the security API. T
 
 A 429 blocks the whole budget until its ``Retry-After`` has passed: no stream of that tenant sends
 anything earlier (requests already on the wire cannot be recalled).
+
+Polls and write-back spend the same budget; with a ``share`` attached (``agent.sources.graph.share``)
+each ``acquire`` names its kind and a kind that used its guarantee yields to the other while that one
+waits below its own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 
 from agent.clock import Clock
+from agent.sources.graph.share import BudgetShare, Kind
 
 WINDOW_SECS = 60.0
 
@@ -32,6 +37,8 @@ class RateBudget:
         self._stamp = clock.monotonic()
         self._blocked_until = 0.0
         self._granted: deque[float] = deque(maxlen=requests_per_minute)
+        #: How polls and writes split the budget; ``None`` (no write-back): every request is a poll.
+        self.share: BudgetShare | None = None
 
     def _refill(self, now: float) -> None:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
@@ -64,18 +71,33 @@ class RateBudget:
                 waits.append(max(oldest_expires, 1e-3))  # never early: the window limit is exact
         return max(waits, default=0.0), False
 
-    async def acquire(self) -> float:
+    async def acquire(self, kind: Kind = "poll") -> float:
         """Wait for a token and for any Retry-After to pass; return the seconds waited on Retry-After.
 
-        Cancellation while waiting consumes nothing.
+        ``kind`` says which share the request spends (see ``share``). Cancellation while waiting
+        consumes nothing.
         """
+        share = self.share
+        if share is not None:
+            share.enter(kind)
+        try:
+            return await self._acquire(kind, share)
+        finally:
+            if share is not None:
+                share.leave(kind)
+
+    async def _acquire(self, kind: Kind, share: BudgetShare | None) -> float:
         waited_retry_after = 0.0
         for _ in range(1_000_000):
             now = self._clock.monotonic()
             wait, is_retry_after = self._wait_needed(now)
+            if wait <= 0 and share is not None and share.must_yield(kind, now):
+                wait = max(1.0 / self.rate, 1e-3)  # the other kind takes this grant; look again after it
             if wait <= 0:
                 self._tokens = max(0.0, self._tokens - 1.0)
                 self._granted.append(now)
+                if share is not None:
+                    share.granted(kind, now)
                 return waited_retry_after
             if is_retry_after:
                 waited_retry_after += wait

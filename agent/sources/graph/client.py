@@ -23,6 +23,7 @@ import logging
 import random
 import ssl
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -37,6 +38,7 @@ from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.endpoints import graph_credential
+from agent.sources.graph.share import Kind
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,79 @@ class GraphClient:
             return doc
         raise TransientSourceError("Graph request retries exhausted")  # pragma: no cover
 
+    async def send(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        kind: Kind = "write",
+        stale_token: str | None = None,
+        fresh_connection: bool = False,
+        wait_limit: float | None = None,
+    ) -> GraphReply:
+        """One request with this tenant's credential, proxy, TLS settings and budget (``kind``'s share).
+
+        Unlike ``get_json`` nothing is retried and any status is returned: the caller decides,
+        because a write that may have been applied must not simply be sent again. As for polls, a
+        429 (and a 5xx's ``Retry-After``) holds the whole budget. Writes do not take a
+        ``max_concurrent_requests`` slot (their caller sends one at a time per tenant). With
+        ``stale_token`` (a token Graph answered 401 to) a fresh token is used. Raises ``AuthError``
+        (credential), ``TransientSourceError`` (connection error or timeout: the request may or may
+        not have reached Graph), ``BudgetTimeout`` (the budget gave no grant within ``wait_limit``
+        seconds: nothing was sent).
+        """
+        session, fresh = self._sessions()
+        token = await self.credential.token(stale=stale_token)
+        client_request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Prefer": "include-unknown-enum-members",
+            "client-request-id": client_request_id,
+        }
+        try:
+            async with asyncio.timeout(wait_limit):
+                waited = await self.budget.acquire(kind)
+        except TimeoutError:
+            raise BudgetTimeout(
+                f"no request allowed by the tenant's budget within {wait_limit:.1f}s"
+            ) from None
+        if waited:
+            self._m.retry_after_seconds.labels(self._tenant).inc(waited)
+        try:
+            async with (fresh if fresh_connection else session).request(
+                method,
+                url,
+                json=body,
+                headers=headers,
+                timeout=self._timeout,
+                proxy=self._proxy or env_proxy(url),
+                allow_redirects=False,
+            ) as resp:
+                reply = GraphReply(
+                    resp.status,
+                    await resp.read(),
+                    resp.headers.get("request-id", "-"),
+                    client_request_id,
+                    parse_retry_after(resp.headers.get("Retry-After"), self._clock),
+                    token,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._m.graph_requests.labels(self._tenant, "error").inc()
+            raise TransientSourceError(
+                f"{method} {_path(url)} failed: {type(exc).__name__}, client-request-id {client_request_id}"
+            ) from None
+        self._m.graph_requests.labels(self._tenant, f"{reply.status // 100}xx").inc()
+        if reply.status == 429:
+            self._m.graph_throttled.labels(self._tenant).inc()
+            self.budget.block_for(
+                DEFAULT_RETRY_AFTER_SECS if reply.retry_after is None else reply.retry_after
+            )
+        elif reply.status >= 500 and reply.retry_after:
+            self.budget.block_for(reply.retry_after)
+        return reply
+
     async def _once(
         self, url: str, params: dict[str, str] | None, token: str, fresh_connection: bool
     ) -> dict[str, Any]:
@@ -252,6 +327,24 @@ class GraphClient:
         if not isinstance(doc, dict):
             raise TransientSourceError(f"Graph returned a non-object body, {ids}")
         return doc
+
+
+class BudgetTimeout(TransientSourceError):
+    """``send`` waited ``wait_limit`` for the budget (Retry-After, the 60 s window): nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphReply:
+    """One answer from Graph, whatever its status (``GraphClient.send``)."""
+
+    status: int
+    body: bytes
+    request_id: str
+    client_request_id: str
+    #: Seconds a ``Retry-After`` header asked for (``None`` when absent or unusable).
+    retry_after: float | None
+    #: The bearer token sent (pass it back as ``stale_token`` after a 401).
+    token: str
 
 
 class _Unauthorized(Exception):
