@@ -218,8 +218,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except StateError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_STATE
-        if moved is not None:
-            print(f"checkpoint moved aside to {moved}", file=sys.stderr)
+        if moved:
+            print("checkpoint moved aside to " + ", ".join(str(p) for p in moved), file=sys.stderr)
     try:
         _tune_gc()
         return asyncio.run(_run_agent(settings, logs))

@@ -57,14 +57,17 @@ class AgentSettings(BaseSettings):
         frozen=True,
     )
 
-    #: Names this agent's checkpoint file (``<state_dir>/<name>.checkpoint.json``).
+    #: Names this agent's checkpoint files (``<state_dir>/<name>.checkpoint.json`` and ``.journal``).
     name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
     #: Checkpoint, state lock and dead-letter file; must be writable and private to the agent.
     state_dir: Path = Path("/var/lib/siem-agent")
     #: On SIGTERM, how long sinks may drain what is queued before the agent exits anyway.
     shutdown_timeout_secs: float = Field(default=30.0, ge=0)
-    #: Minimum seconds between checkpoint writes (acknowledged progress is coalesced).
-    checkpoint_interval_secs: float = Field(default=1.0, ge=0)
+    #: ``0``: every acknowledged batch is in the checkpoint journal (appended, fsynced) before its sink
+    #: sends the next one, so a crash re-sends at most the batch in flight per sink. ``> 0``: journal
+    #: writes are coalesced, at most one per this many seconds, and sinks do not wait for them (fewer
+    #: fsyncs on a slow disk; a crash re-sends up to this long a stretch of deliveries).
+    checkpoint_interval_secs: float = Field(default=0.0, ge=0)
     #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``).
     dead_letter_path: Path | None = None
     #: Logging: JSON lines unless stderr is a terminal (or ``log.format`` says otherwise).

@@ -79,6 +79,7 @@ class Pipeline:
             config.retry,
             self._metrics,
             on_health=on_health,
+            durable=self.commits.durable,
         )
         lane = Lane(sink, queue, runner)
         self.lanes.append(lane)

@@ -90,8 +90,9 @@ class BoundedQueue:
             self._cond.notify_all()
             return True
 
-    async def get(self, timeout: float | None) -> Batch | None:
-        """Dequeue the oldest batch; ``None`` if ``timeout`` passed or the queue is closed and empty."""
+    async def get(self, timeout: float | None, max_events: int | None = None) -> Batch | None:
+        """Dequeue the oldest batch; ``None`` if ``timeout`` passed, the queue is closed and empty, or
+        (with ``max_events``) the oldest batch has more alerts than that (it stays queued)."""
         async with self._cond:
             try:
                 async with asyncio.timeout(timeout):
@@ -100,6 +101,8 @@ class BoundedQueue:
                             return None
                         await self._cond.wait()
             except TimeoutError:
+                return None
+            if max_events is not None and len(self._items[0].alerts) > max_events:
                 return None
             batch = self._items.popleft()
             self._events -= len(batch.alerts)

@@ -6,6 +6,11 @@ exponential backoff and full jitter, bounded by ``retry.max_backoff_secs``, for 
 rejection — of one event (``SendResult.rejected``) or of a batch (``PermanentSinkError``) — goes to
 the dead-letter file and counts as done. A pipeline batch is acknowledged once all its events are
 delivered or dead-lettered.
+
+What one send carries is bounded by ``batch.max_events``: a collection takes another queued batch only
+if it still fits (a single batch larger than the limit is sent on its own). After acknowledging, the
+runner awaits ``durable`` (the commit path's barrier) before sending more, so after a crash a sink
+re-sends at most the collection it was sending.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class SinkRunner:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         on_health: Callable[[bool], None] | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.sink = sink
         self._serializer = serializer
@@ -60,6 +66,7 @@ class SinkRunner:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_health = on_health
+        self._durable = durable
 
     async def run(self) -> None:
         """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
@@ -75,6 +82,8 @@ class SinkRunner:
                 await self._deliver(events)
             for b in batches:
                 self._acks.ack(b)
+            if self._durable is not None:
+                await self._durable()
 
     async def _start(self) -> None:
         attempt = 0
@@ -105,7 +114,7 @@ class SinkRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            nxt = await self._queue.get(timeout=remaining)
+            nxt = await self._queue.get(timeout=remaining, max_events=self._batch.max_events - count)
             if nxt is None:
                 break
             batches.append(nxt)
