@@ -79,7 +79,10 @@ class TcpSinkConfig(_Socket):
     #: ``octet_counting``: ``LEN SP MSG`` (RFC 6587; RFC 5425 requires it over TLS); ``newline``:
     #: ``MSG LF``.
     framing: Literal["octet_counting", "newline"] = "octet_counting"
-    #: Bound on one send: writing the batch and waiting for the peer's TCP to acknowledge every byte.
+    #: How long the peer's TCP may leave our data or window probes unanswered before the connection
+    #: counts as dead (then it is reset and the unacknowledged rest re-sent on a new one). A receiver
+    #: that is alive but not reading is waited for on the same connection, however long (a warning is
+    #: logged after this long).
     timeout_secs: float = Field(default=30.0, gt=0)
     #: Client TLS (RFC 5425); absent: plain TCP.
     tls: TlsConfig | None = None
