@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from agent.commands.demo import demo
 from agent.config import AgentSettings, load_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
+from agent.sinks.audit import insecure_settings
+
+log = logging.getLogger("agent.cli")
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -134,6 +138,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    for warning in insecure_settings(settings.sinks):
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.check_connectivity:
         return 0
     configure("warning", "auto")
@@ -211,6 +217,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"log.path: cannot open {settings.log.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in insecure_settings(settings.sinks):
+        log.warning("Insecure sink setting.", extra={"warning": warning})
     if args.reset_checkpoint:
         store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
         try:

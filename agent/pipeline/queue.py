@@ -44,6 +44,11 @@ class BoundedQueue:
         metrics.queue_depth.labels(sink).set(0)
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called (``get`` then drains what is left)."""
+        return self._closed
+
+    @property
     def events(self) -> int:
         """Events currently queued."""
         return self._events

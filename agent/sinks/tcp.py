@@ -193,11 +193,12 @@ class TcpSink:
         if self._writer is None:  # starting a connected sink must not leak its connection
             await self._connect()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """Connect (and complete the TLS handshake) unless a usable connection is open; keep it."""
         if self._writer is not None and not self._usable(self._writer):
             self._drop("disconnect")
         await self.start()
+        return f"reachable: connected to {self._peer}" + (" (TLS)" if self._ssl is not None else "")
 
     async def _connect(self) -> asyncio.StreamWriter:
         try:

@@ -85,7 +85,7 @@ class ElasticsearchSink:
     async def start(self) -> None:
         self._http.start()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """``GET /`` with the sink's credentials: the cluster answers 2xx to a client it accepts."""
         what = f"GET {safe_url(self._root)}"
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
@@ -95,12 +95,15 @@ class ElasticsearchSink:
         except orjson.JSONDecodeError:
             reply = None
         check_healthy(resp, what, _error_summary(reply))
+        version = reply.get("version") if isinstance(reply, dict) else None
+        number = version.get("number") if isinstance(version, dict) else None
+        return f"reachable: {what}: HTTP {resp.status}" + (f" (version {str(number)[:40]})" if number else "")
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
-        what = f"bulk {self._cfg.index}"
+        what = f"bulk {self._cfg.index} at {safe_url(self._url)}"
         resp = await self._http.post(self._url, self.body(events), self._headers, what, params=self._params)
         try:
             reply = orjson.loads(resp.body) if resp.body else {}
