@@ -28,7 +28,7 @@ from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
-from agent.config import AgentSettings, load_settings
+from agent.config import AgentSettings, load_settings, load_state_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
 from agent.sinks.audit import insecure_settings
@@ -185,8 +185,10 @@ def _signals(agent: Agent) -> None:
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
-    if settings is None:
+    try:
+        settings = load_state_settings(args.config)  # only state_dir and name: no secret is needed
+    except ConfigError as exc:
+        _print_problems(exc.problems)
         return EXIT_CONFIG
     clock = SystemClock()
     try:

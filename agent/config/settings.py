@@ -107,6 +107,41 @@ class AgentSettings(BaseSettings):
         return (env_settings, init_settings)
 
 
+class StateSettings(BaseSettings):
+    """Just where the checkpoint lives (``checkpoint show``/``reset``): no secret is resolved, so an
+    admin shell without the service's credentials (``{ credential = … }``) can use them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIEM_AGENT_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
+    state_dir: Path = Path("/var/lib/siem-agent")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def load_state_settings(path: Path) -> StateSettings:
+    """``name`` and ``state_dir`` from ``path`` plus the environment; nothing else is validated.
+
+    Raises ``ConfigError``.
+    """
+    raw = read_toml(path)
+    try:
+        return StateSettings(**{k: raw[k] for k in ("name", "state_dir") if k in raw})
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, raw)) from None
+
+
 def _dotted(loc: tuple[int | str, ...], data: Any) -> str:
     """Render a pydantic error location as ``sinks[0].codec.type``, dropping union-tag segments."""
     parts: list[str] = []

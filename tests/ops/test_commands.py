@@ -214,6 +214,21 @@ class TestCheckpointCommands:
         code, out, _ = await cli("checkpoint", "show", "--config", str(cfg), environ=e)
         assert code == 0 and "no checkpoint yet" in out
 
+    async def test_show_and_reset_need_no_secret(self, tmp_path: Path, graph_sim: SimEnv) -> None:
+        """With the recommended ``{ credential = … }`` and no ``$CREDENTIALS_DIRECTORY`` (an admin shell),
+        ``checkpoint show``/``reset`` still work: they read only ``state_dir`` and ``name``."""
+        path = self._write(tmp_path)
+        src = graph_sim.source(client_secret={"credential": "graph-secret"})
+        data = agent_config(tmp_path / "state", [src], [file_sink(tmp_path / "o")])
+        cfg = write_toml(tmp_path / "agent.toml", data)
+        environ = {k: v for k, v in env().items() if k != "CREDENTIALS_DIRECTORY"}
+        code, _, err = await cli("validate", "--config", str(cfg), environ=environ)
+        assert code == 78 and "CREDENTIALS_DIRECTORY is not set" in err
+        code, out, err = await cli("checkpoint", "show", "--config", str(cfg), environ=environ)
+        assert code == 0 and "a/alerts_v2/all: cursor 20" in out, err
+        code, out, err = await cli("checkpoint", "reset", "--config", str(cfg), environ=environ)
+        assert code == 0 and "checkpoint moved aside to" in out and not path.exists(), err
+
     async def test_reset_refused_while_the_agent_runs(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         """The running agent holds the state lock: reset exits 74 and changes nothing; a second agent too."""
         path = self._write(tmp_path)
