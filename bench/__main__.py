@@ -1,8 +1,8 @@
 """``python -m bench``: every benchmark in turn, bounded in time (``make bench``, under 5 minutes).
 
-Codecs and the checkpoint's cost per batch (in process), then end-to-end throughput against the floor, peak RSS with a blocked sink,
-and alert-to-receiver latency (each with its own fake Graph and receiver processes). Each prints
-its figures beside its targets.
+Codecs and the checkpoint's cost per batch (in process), then end-to-end throughput against the
+floor, peak RSS with a blocked sink, and alert-to-receiver latency (each with its own fake Graph and
+receiver processes). Each prints its figures beside its targets.
 """
 
 from __future__ import annotations
