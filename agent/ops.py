@@ -66,7 +66,7 @@ class _Guard(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.requested:
-            window = self._tail + data[:4096]
+            window = self._tail + data
             if b"\r\n\r\n" in window or b"\n\n" in window:
                 self.requested = True
                 self._pool.requested(self)

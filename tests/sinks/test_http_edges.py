@@ -266,3 +266,50 @@ class TestTenant:
         await sink.aclose()
         text = str(err.value)
         assert "tenant_not_found (AADSTS90002: Entra ID does not know tenant 'not-a-tenant'" in text, text
+
+
+class TestElasticsearchMissingIndex:
+    async def test_item_404_holds_the_batch(
+        self, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path
+    ) -> None:
+        """A ``_bulk`` whose items answer 404 ``index_not_found_exception`` (auto-creation off): the
+        index is wrong, not the events — held, not dead-lettered."""
+
+        async def bulk(request: web.Request) -> web.Response:
+            lines = (await request.read()).splitlines()
+            item = {
+                "create": {
+                    "status": 404,
+                    "error": {"type": "index_not_found_exception", "reason": "no such index [a]"},
+                }
+            }
+            return web.json_response({"errors": True, "items": [item] * (len(lines) // 2)})
+
+        app = web.Application()
+        app.router.add_post("/_bulk", bulk)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        table = {
+            "type": "elasticsearch",
+            "url": url,
+            "index": "a",
+            "compression": "none",
+            "retry": {"initial_backoff_secs": 0.01, "max_backoff_secs": 0.01},
+        }
+        sink = build(table, ctx)
+        try:
+            with pytest.raises(EndpointError, match="index_not_found_exception"):
+                await sink.send(events(3))
+            harness = RunnerHarness(sink, table, metrics, tmp_path)
+            feeder = asyncio.create_task(harness.feed([alert(i) for i in range(4)], per_batch=4))
+            run = asyncio.create_task(harness.runner.run())
+            retries = metrics.send_retries.labels("test")
+            await until(lambda: retries._value.get() >= 3, 10, "retries")
+            run.cancel()
+            await asyncio.gather(feeder, run, return_exceptions=True)
+        finally:
+            await sink.aclose()
+            await runner.cleanup()
+        assert harness.commits == [] and not (tmp_path / "dead.jsonl").exists()
