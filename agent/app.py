@@ -136,8 +136,8 @@ class Agent:
         log.info("Reopened files.")
 
     def load_state(self) -> dict[str, StreamState]:
-        """Read the checkpoint (raises ``StateError``)."""
-        return self.store.load()
+        """Read the checkpoint and fold its journal into the snapshot (raises ``StateError``)."""
+        return self.store.open()
 
     async def run(self) -> int:
         """Run until stopped or a fatal error; return the exit code.
@@ -331,6 +331,7 @@ class Agent:
         if self._fatal is None or not isinstance(self._fatal, StateError):
             try:
                 self.commits.flush()
+                self.store.close()
             except StateError as exc:
                 log.error("Final checkpoint write failed.", extra={"error": str(exc)})
                 self._fatal = self._fatal or exc

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 from pathlib import Path
 
@@ -29,12 +30,15 @@ from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
 from agent.commands.setup_es import run_setup
 from agent.commands.writeback import add_update_parsers, update_body, update_once
-from agent.config import AgentSettings, load_settings
+from agent.config import AgentSettings, load_settings, load_state_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
+from agent.sinks.audit import insecure_settings
 from agent.sinks.config import ElasticsearchSinkConfig
 from agent.sources.graph.writes import Entity
 from agent.writeback.updates import UpdateError, parse_update
+
+log = logging.getLogger("agent.cli")
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -173,6 +177,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    for warning in insecure_settings(settings.sinks):
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.check_connectivity:
         return 0
     configure("warning", "auto")
@@ -218,8 +224,10 @@ def _signals(agent: Agent) -> None:
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
-    if settings is None:
+    try:
+        settings = load_state_settings(args.config)  # only state_dir and name: no secret is needed
+    except ConfigError as exc:
+        _print_problems(exc.problems)
         return EXIT_CONFIG
     clock = SystemClock()
     try:
@@ -263,6 +271,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"log.path: cannot open {settings.log.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in insecure_settings(settings.sinks):
+        log.warning("Insecure sink setting.", extra={"warning": warning})
     if args.reset_checkpoint:
         store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
         try:
@@ -270,8 +280,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except StateError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_STATE
-        if moved is not None:
-            print(f"checkpoint moved aside to {moved}", file=sys.stderr)
+        if moved:
+            print("checkpoint moved aside to " + ", ".join(str(p) for p in moved), file=sys.stderr)
     try:
         _tune_gc()
         return asyncio.run(_run_agent(settings, logs))

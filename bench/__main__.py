@@ -1,8 +1,8 @@
 """``python -m bench``: every benchmark in turn, bounded in time (``make bench``, under 5 minutes).
 
-Codecs (in process), then end-to-end throughput against the floor, peak RSS with a blocked sink,
-and alert-to-receiver latency (each with its own fake Graph and receiver processes). Each prints
-its figures beside its targets.
+Codecs and the checkpoint's cost per batch (in process), then end-to-end throughput against the
+floor, peak RSS with a blocked sink, and alert-to-receiver latency (each with its own fake Graph and
+receiver processes). Each prints its figures beside its targets.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import codecs, e2e, latency, memory
+from bench import checkpoint, codecs, e2e, latency, memory
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
     sys.argv = [argv0, "--seconds", "0.5"]
     codecs.main()
     sys.argv = [argv0]
+    checkpoint.main([])
     e2e.main(["--alerts", "100000", "--rounds", "2"])
     memory.main(["--alerts", "1000000", "--seconds", "30"])
     latency.main(["--seconds", "30", "--rate", "10"])

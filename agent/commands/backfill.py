@@ -23,8 +23,10 @@ from typing import Any, TextIO
 
 from agent.app import Agent
 from agent.checkpoint import CheckpointStore, StreamState
+from agent.checkpoint.state import apply_commit
 from agent.clock import Clock, SystemClock, now_str
 from agent.config import AgentSettings
+from agent.model import Commit
 from agent.sdnotify import Notifier
 from agent.timestamps import format_dt, sort_key
 
@@ -47,8 +49,17 @@ class MemoryCheckpoint(CheckpointStore):
         self.streams = {}
         return self.streams
 
+    def open(self) -> dict[str, StreamState]:
+        return self.load()
+
+    def apply(self, stream: str, commit: Commit) -> None:
+        apply_commit(self.streams, stream, commit)
+
     def save(self) -> None:
-        self.dirty = False
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _total(agent: Agent, name: str) -> dict[str, float]:

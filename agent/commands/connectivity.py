@@ -90,7 +90,7 @@ async def check_sink(cfg: SinkConfig, clock: Clock, metrics: AgentMetrics) -> Ch
         return Check(what, False, str(exc))
     try:
         async with asyncio.timeout(SINK_TIMEOUT_SECS):
-            await sink.healthcheck()
+            checked = await sink.healthcheck()
     except AgentError as exc:
         return Check(what, False, str(exc))
     except TimeoutError:
@@ -101,7 +101,7 @@ async def check_sink(cfg: SinkConfig, clock: Clock, metrics: AgentMetrics) -> Ch
                 await sink.aclose()
         except (AgentError, OSError, TimeoutError):
             pass
-    return Check(what, True, "opened")
+    return Check(what, True, checked)
 
 
 async def check_all(settings: AgentSettings, clock: Clock) -> list[Check]:

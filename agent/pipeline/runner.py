@@ -6,6 +6,15 @@ exponential backoff and full jitter, bounded by ``retry.max_backoff_secs``, for 
 rejection — of one event (``SendResult.rejected``) or of a batch (``PermanentSinkError``) — goes to
 the dead-letter file and counts as done. A pipeline batch is acknowledged once all its events are
 delivered or dead-lettered.
+
+What one send carries is bounded by ``batch.max_events``: a collection takes another queued batch only
+if it still fits (a single batch larger than the limit is sent on its own). After acknowledging, the
+runner awaits ``durable`` (the commit path's barrier) before sending more, so after a crash a sink
+re-sends at most the collection it was sending.
+
+Readiness: a failed start or send marks the sink down with its error (``/readyz`` names it, e.g. a
+404 from a wrong URL); a sink idle for ``idle_check_secs`` (the agent uses ``IDLE_CHECK_SECS``) asks
+its receiver once (``healthcheck``) so a receiver gone meanwhile shows before the next alert does.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.codecs import Serializer
-from agent.errors import EncodeError, PermanentSinkError, TransientSinkError
+from agent.errors import EncodeError, PermanentSinkError, SinkError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Batch, Event
 from agent.pipeline.acks import AckTracker
@@ -30,6 +39,10 @@ from agent.retry import backoff
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+
+#: A sink with nothing to send for this long gets one ``healthcheck`` (then again after as long).
+IDLE_CHECK_SECS = 60.0
+IDLE_CHECK_TIMEOUT_SECS = 15.0
 
 
 class SinkRunner:
@@ -47,7 +60,9 @@ class SinkRunner:
         metrics: AgentMetrics,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
-        on_health: Callable[[bool], None] | None = None,
+        on_health: Callable[[bool, str | None], None] | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
+        idle_check_secs: float | None = None,
     ) -> None:
         self.sink = sink
         self._serializer = serializer
@@ -60,6 +75,8 @@ class SinkRunner:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_health = on_health
+        self._durable = durable
+        self._idle_secs = idle_check_secs
 
     async def run(self) -> None:
         """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
@@ -75,6 +92,8 @@ class SinkRunner:
                 await self._deliver(events)
             for b in batches:
                 self._acks.ack(b)
+            if self._durable is not None:
+                await self._durable()
 
     async def _start(self) -> None:
         attempt = 0
@@ -82,7 +101,7 @@ class SinkRunner:
             try:
                 await self.sink.start()
             except TransientSinkError as exc:
-                self._set_health(False)
+                self._set_health(False, str(exc))
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning("Sink start failed; retrying.", extra={"sink": self.sink.name, "error": str(exc)})
                 attempt += 1
@@ -93,11 +112,12 @@ class SinkRunner:
 
     async def _collect(self) -> list[Batch]:
         """Wait for one batch, then take more for up to ``batch.timeout_secs`` while under the limits."""
-        first = None
+        first = await self._queue.get(timeout=self._idle_secs)
         while first is None:
-            first = await self._queue.get(timeout=None)
-            if first is None:
+            if self._queue.closed:
                 return []
+            await self._idle_check()
+            first = await self._queue.get(timeout=self._idle_secs)
         batches = [first]
         count = len(first.alerts)
         deadline = time.monotonic() + self._batch.timeout_secs
@@ -105,7 +125,7 @@ class SinkRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            nxt = await self._queue.get(timeout=remaining)
+            nxt = await self._queue.get(timeout=remaining, max_events=self._batch.max_events - count)
             if nxt is None:
                 break
             batches.append(nxt)
@@ -154,7 +174,7 @@ class SinkRunner:
             except TransientSinkError as exc:
                 self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
                 self._m.send_retries.labels(self.sink.name).inc()
-                self._set_health(False)
+                self._set_health(False, str(exc))
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning(
                     "Send failed; retrying.",
@@ -193,7 +213,22 @@ class SinkRunner:
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self._retry.initial_backoff_secs, self._retry.max_backoff_secs, self._rng)
 
-    def _set_health(self, up: bool) -> None:
+    def _set_health(self, up: bool, reason: str | None = None) -> None:
         self._m.sink_up.labels(self.sink.name).set(1 if up else 0)
         if self._on_health is not None:
-            self._on_health(up)
+            self._on_health(up, reason)
+
+    async def _idle_check(self) -> None:
+        """Nothing to send for ``IDLE_CHECK_SECS``: ask the receiver (``healthcheck``), so readiness
+        reflects a receiver that went away meanwhile; at most one check per idle period."""
+        try:
+            async with asyncio.timeout(IDLE_CHECK_TIMEOUT_SECS):
+                await self.sink.healthcheck()
+        except SinkError as exc:
+            self._set_health(False, f"health check: {exc}")
+            log.warning("Sink health check failed.", extra={"sink": self.sink.name, "error": str(exc)})
+            return
+        except TimeoutError:
+            self._set_health(False, f"health check: no answer within {IDLE_CHECK_TIMEOUT_SECS:.0f}s")
+            return
+        self._set_health(True)
