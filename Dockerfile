@@ -2,16 +2,22 @@
 # Multi-stage build: wheels are built in the first stage, the runtime image has no compiler or pip cache.
 # tests/packaging/test_docker.py replays the build stage's COPY and RUN steps in a scratch venv and runs
 # the HEALTHCHECK command against a live agent (no Docker engine is needed for that).
-FROM python:3.11-slim AS build
+#
+# Supply chain: the base image is pinned by digest (python:3.11-slim, linux/amd64 + arm64 index; bump
+# it deliberately: `docker buildx imagetools inspect python:3.11-slim`), and every Python package,
+# build backend included, is installed from requirements.lock with --require-hashes (`make lock`
+# regenerates it from pyproject.toml); the agent itself is installed without resolving anything.
+ARG BASE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY agent ./agent
 RUN python -m venv /opt/siem-agent \
- && /opt/siem-agent/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/siem-agent/bin/pip install --no-cache-dir . \
+ && /opt/siem-agent/bin/pip install --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+ && /opt/siem-agent/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
  && /opt/siem-agent/bin/siem-agent --version
 
-FROM python:3.11-slim
+FROM ${BASE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="siem-agent" \

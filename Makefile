@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck receivers unit bench clean
+.PHONY: run test lint typecheck receivers unit bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ test: lint typecheck receivers unit
 
 bench: $(STAMP)
 	timeout 540 $(BIN)/python -m bench
+
+# The container's hashed lock (runtime dependencies and the build backend), resolved from PyPI for
+# Python 3.11 on Linux; only pyproject.toml's dependencies change it.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --all-build-deps --strip-extras \
+	  --no-emit-index-url --no-emit-find-links --pip-args "--isolated" -o requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .cache

@@ -34,7 +34,10 @@ from agent.pipeline.dead_letter import DeadLetterFile
 from agent.sdnotify import Notifier
 from agent.sinks import Sink, SinkContext, build_sink
 from agent.sources import Source, build_source
+from agent.sources.graph.source import GraphSecuritySource
 from agent.statelock import StateLock
+from agent.writeback.loop import LoopControl
+from agent.writeback.service import WritebackService, own_versions
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,8 @@ class Agent:
     reopen_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: How many log lines the repeat filter held back so far (exported as a counter).
     log_suppressed: Callable[[], int] | None = None
+    #: Called once everything listens and runs (``siem-agent demo`` prints its write-back example).
+    on_ready: Callable[[Agent], None] | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -86,6 +91,14 @@ class Agent:
         self.sources: list[Source] = []
         self._fatal: BaseException | None = None
         self.ops: OpsServer | None = None
+        #: Own writes' alert versions, marked or held back on their way to the sinks.
+        self.loop_control = LoopControl(
+            own_versions(s.writeback, s.state_dir, s.name, self.clock), s.writeback.forward_own_updates
+        )
+        #: The write-back API and workers (``[writeback] enabled``, not in one-shot runs).
+        self.writeback: WritebackService | None = None
+        #: The write-back API's bound port once it listens.
+        self.writeback_port: int | None = None
 
     @property
     def lanes(self) -> list[Lane]:
@@ -123,8 +136,8 @@ class Agent:
         log.info("Reopened files.")
 
     def load_state(self) -> dict[str, StreamState]:
-        """Read the checkpoint (raises ``StateError``)."""
-        return self.store.load()
+        """Read the checkpoint and fold its journal into the snapshot (raises ``StateError``)."""
+        return self.store.open()
 
     async def run(self) -> int:
         """Run until stopped or a fatal error; return the exit code.
@@ -160,7 +173,11 @@ class Agent:
                 "Serving /metrics, /healthz, /readyz.",
                 extra={"address": self.settings.http.address, "port": port},
             )
-        ctx = self.pipeline.context(state)
+        if self.window is None:
+            self.loop_control.versions.compact()
+            if self.settings.writeback.enabled:
+                await self._start_writeback()
+        ctx = self.loop_control.wrap(self.pipeline.context(state))
         source_tasks = [
             self._start(
                 src.run(ctx) if self.window is None else src.read_window(ctx, *self.window),
@@ -172,6 +189,8 @@ class Agent:
         writer = self._start(self.commits.run(), "checkpoint")
         log.info("Agent started.", extra={"sources": len(self.sources), "sinks": len(self.lanes)})
         self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
+        if self.on_ready is not None:
+            self.on_ready(self)
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         try:
             if self.window is not None:
@@ -182,6 +201,8 @@ class Agent:
         finally:
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
+            if self.writeback is not None:
+                await self.writeback.stop()
             for lane in self.lanes:
                 with contextlib.suppress(Exception):
                     await lane.sink.aclose()
@@ -190,6 +211,38 @@ class Agent:
                     await src.aclose()
             if self.ops is not None:
                 await self.ops.stop()
+
+    async def _start_writeback(self) -> None:
+        """The write-back API and a worker per Graph source (raises ``ConfigError``/``StateError``)."""
+        graph = {s.name: s for s in self.sources if isinstance(s, GraphSecuritySource)}
+        self.writeback = WritebackService(
+            self.settings.writeback,
+            self.settings.state_dir,
+            self.settings.name,
+            graph,
+            self.loop_control.versions,
+            self.clock,
+            self.registry,
+        )
+        self.writeback.loop_metrics(self.loop_control)
+        try:
+            self.writeback_port = await self.writeback.start(self._start, self.stop)
+        except AgentError:
+            await self.writeback.stop()
+            if self.ops is not None:
+                await self.ops.stop()
+            raise
+        cfg = self.settings.writeback
+        log.info(
+            "Serving the write-back API.",
+            extra={
+                "address": cfg.address,
+                "port": self.writeback_port,
+                "tls": cfg.tls is not None,
+                "mutual_tls": cfg.tls is not None and cfg.tls.client_ca_file is not None,
+                "sources": sorted(graph),
+            },
+        )
 
     async def _until_drained(
         self, sources: list[asyncio.Task[None]], runners: list[asyncio.Task[None]]
@@ -252,6 +305,8 @@ class Agent:
     async def _shutdown(
         self, sources: list[asyncio.Task[None]], runners: list[asyncio.Task[None]], writer: asyncio.Task[None]
     ) -> int:
+        if self.writeback is not None:
+            await self.writeback.stop()  # durable queue: nothing to drain, in-flight steps are re-checked
         deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_secs
         log.info("Stopping: draining sinks.", extra={"timeout_secs": self.settings.shutdown_timeout_secs})
 
@@ -276,6 +331,7 @@ class Agent:
         if self._fatal is None or not isinstance(self._fatal, StateError):
             try:
                 self.commits.flush()
+                self.store.close()
             except StateError as exc:
                 log.error("Final checkpoint write failed.", extra={"error": str(exc)})
                 self._fatal = self._fatal or exc

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 from pathlib import Path
 
@@ -27,9 +28,17 @@ from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
 from agent.commands.connectivity import check_all
 from agent.commands.demo import demo
-from agent.config import AgentSettings, load_settings
+from agent.commands.setup_es import run_setup
+from agent.commands.writeback import add_update_parsers, update_body, update_once
+from agent.config import AgentSettings, load_settings, load_state_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
+from agent.sinks.audit import insecure_settings
+from agent.sinks.config import ElasticsearchSinkConfig
+from agent.sources.graph.writes import Entity
+from agent.writeback.updates import UpdateError, parse_update
+
+log = logging.getLogger("agent.cli")
 
 EXIT_USAGE = 2
 EXIT_STATE = 74
@@ -89,6 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     ck_reset.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
     ck_reset.add_argument("--stream", help="remove only this stream (e.g. contoso/alerts_v2/all)")
 
+    setup = sub.add_parser(
+        "setup",
+        help="install the receiving side (index templates, ingest pipeline)",
+        description="Install what a SIEM needs to read the alerts as alerts (docs/elastic.md).",
+    )
+    setup_sub = setup.add_subparsers(dest="target", required=True, metavar="TARGET")
+    es = setup_sub.add_parser(
+        "elasticsearch",
+        help="component and index templates (+ ingest pipeline) for each elasticsearch sink; idempotent",
+    )
+    es.add_argument("--config", "-c", type=Path, required=True, help="TOML configuration file")
+    es.add_argument("--sink", help="only this sink (default: every elasticsearch sink)")
+    add_update_parsers(sub)
+
     demo = sub.add_parser(
         "demo",
         help="run against the built-in Graph simulator",
@@ -100,6 +123,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--rate", type=float, default=2.0, help="new alerts per second at the simulator")
     return p
+
+
+def _cmd_update(args: argparse.Namespace) -> int:
+    entity: Entity = "alert" if args.command == "alerts" else "incident"
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    try:
+        update = parse_update(entity, update_body(args))
+    except UpdateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure("warning", "auto")
+    try:
+        outcome = asyncio.run(update_once(settings, args.source, entity, args.target, update, SystemClock()))
+    except UpdateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(outcome.line(), file=sys.stdout if outcome.ok else sys.stderr)
+    return 0 if outcome.ok else 1
 
 
 def _load(path: Path) -> AgentSettings | None:
@@ -134,6 +177,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    for warning in insecure_settings(settings.sinks):
+        print(f"warning: {warning}", file=sys.stderr)
     if not args.check_connectivity:
         return 0
     configure("warning", "auto")
@@ -179,8 +224,10 @@ def _signals(agent: Agent) -> None:
 
 
 def _cmd_checkpoint(args: argparse.Namespace) -> int:
-    settings = _load(args.config)
-    if settings is None:
+    try:
+        settings = load_state_settings(args.config)  # only state_dir and name: no secret is needed
+    except ConfigError as exc:
+        _print_problems(exc.problems)
         return EXIT_CONFIG
     clock = SystemClock()
     try:
@@ -194,6 +241,19 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STATE
     return 0
+
+
+def _cmd_setup(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    sinks = [s for s in settings.sinks if isinstance(s, ElasticsearchSinkConfig)]
+    sinks = [s for s in sinks if args.sink in (None, s.name)]
+    if not sinks:
+        which = f"named {args.sink!r} " if args.sink else ""
+        print(f"{args.config}: no elasticsearch sink {which}to set up", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0 if run_setup(sinks, print) else 1
 
 
 async def _run_agent(settings: AgentSettings, logs: LogControl) -> int:
@@ -211,6 +271,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"log.path: cannot open {settings.log.path}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
+    for warning in insecure_settings(settings.sinks):
+        log.warning("Insecure sink setting.", extra={"warning": warning})
     if args.reset_checkpoint:
         store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
         try:
@@ -218,8 +280,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except StateError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_STATE
-        if moved is not None:
-            print(f"checkpoint moved aside to {moved}", file=sys.stderr)
+        if moved:
+            print("checkpoint moved aside to " + ", ".join(str(p) for p in moved), file=sys.stderr)
     try:
         _tune_gc()
         return asyncio.run(_run_agent(settings, logs))
@@ -245,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _cmd_demo,
         "backfill": _cmd_backfill,
         "checkpoint": _cmd_checkpoint,
+        "setup": _cmd_setup,
+        "alerts": _cmd_update,
+        "incidents": _cmd_update,
     }
     try:
         return handlers[args.command](args)

@@ -17,6 +17,7 @@ alone, never by matching messages::
     ├── EncodeError            one alert could not be encoded (dead-lettered, never retried)
     └── SinkError              a sink could not deliver
         ├── TransientSinkError retriable: connection lost, 5xx, 429, timeouts
+        │   └── EndpointError  the URL is wrong (3xx, 404, 405): held, the sink not ready
         └── PermanentSinkError the receiver rejected the data itself (dead-lettered)
 
 Messages never contain secret values: configuration keeps them as ``SecretStr`` and the
@@ -94,6 +95,10 @@ class TransientSinkError(SinkError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class EndpointError(TransientSinkError):
+    """The sink's URL is wrong (a redirect, 404, 405): the batch is held until an operator fixes it."""
 
 
 class PermanentSinkError(SinkError):

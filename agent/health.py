@@ -24,7 +24,7 @@ class Health:
         self._now = monotonic
         self.stale_polls = stale_polls
         self._streams: dict[str, _Stream] = {}
-        self._sinks: dict[str, bool] = {}
+        self._sinks: dict[str, tuple[bool, str | None]] = {}
         self._started = monotonic()
 
     def expect_stream(self, stream: str, interval_secs: float) -> None:
@@ -34,8 +34,9 @@ class Health:
     def poll_succeeded(self, stream: str) -> None:
         self._streams.setdefault(stream, _Stream(60.0)).last_ok = self._now()
 
-    def sink_state(self, sink: str, up: bool) -> None:
-        self._sinks[sink] = up
+    def sink_state(self, sink: str, up: bool, reason: str | None = None) -> None:
+        """A sink's state; ``reason`` says why it is down (its last error: never a secret)."""
+        self._sinks[sink] = (up, None if up else reason)
 
     def report(self) -> tuple[bool, list[str]]:
         """``(ready, lines)``: one line per stream and sink, saying what is wrong where."""
@@ -55,8 +56,9 @@ class Health:
                 lines.append(f"stream {name}: NOT READY ({what})")
             else:
                 lines.append(f"stream {name}: ok" if s.last_ok is not None else f"stream {name}: starting")
-        for name, up in sorted(self._sinks.items()):
+        for name, (up, reason) in sorted(self._sinks.items()):
             if not up:
                 ready = False
-            lines.append(f"sink {name}: {'ok' if up else 'NOT READY (down)'}")
+            why = f"down: {reason[:300]}" if reason else "down"
+            lines.append(f"sink {name}: {'ok' if up else f'NOT READY ({why})'}")
         return ready, lines

@@ -8,7 +8,9 @@ reach a log call because configuration keeps them as ``SecretStr`` (which render
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -93,10 +95,15 @@ class RepeatFilter(logging.Filter):
 
 
 class ReopeningFileHandler(logging.FileHandler):
-    """Appends to a file (mode 0640 via umask of the service); ``reopen`` switches to a fresh file."""
+    """Appends to a file, created with mode 0640 (less the umask, never more, whatever the umask);
+    ``reopen`` switches to a fresh file."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=False)
+
+    def _open(self) -> io.TextIOWrapper:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        return open(fd, "a", encoding="utf-8")
 
     def reopen(self) -> None:
         self.acquire()
@@ -140,6 +147,8 @@ def configure(level: str, fmt: str, stream: TextIO | None = None, path: Path | N
     root.setLevel(level.upper())
     for noisy in ("msal", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Write-back audit lines (info) are written whatever log.level says (agent.writeback.audit).
+    logging.getLogger("agent.writeback.audit").setLevel(logging.INFO)
     return LogControl(reopen, lambda: repeats.suppressed)
 
 

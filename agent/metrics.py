@@ -132,7 +132,7 @@ class AgentMetrics:
             p + "sink_up", "1 while the sink's last send or connect succeeded.", ["sink"], registry=registry
         )
         self.checkpoint_writes = Counter(
-            p + "checkpoint_writes_total", "Checkpoint files written.", registry=registry
+            p + "checkpoint_writes_total", "Checkpoint journal writes (append + fsync).", registry=registry
         )
         self.checkpoint_errors = Counter(
             p + "checkpoint_write_errors_total", "Checkpoint writes that failed.", registry=registry

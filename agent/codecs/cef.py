@@ -21,6 +21,7 @@ from agent.codecs.flat import (
     INT,
     IPV4,
     IPV6,
+    PATH,
     STR,
     TIME,
     Converter,
@@ -83,6 +84,8 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("cs6", "alertWebUrl", "cs6Label", "alertWebUrl"),
     ("flexString1", "serviceSource", "flexString1Label", "serviceSource"),
     ("flexString2", "classification", "flexString2Label", "classification"),
+    # Only on a version the agent's own write-back produced (agent.writeback.loop): siem-agent-writeback.
+    ("act", "siemAgent.origin", "", ""),
 )
 
 _KINDS: dict[str, int] = (
@@ -104,6 +107,7 @@ _KINDS: dict[str, int] = (
     )
     | dict.fromkeys(["src", "dst", "dvc", "sourceTranslatedAddress", "destinationTranslatedAddress"], IPV4)
     | dict.fromkeys(["c6a1", "c6a2", "c6a3", "c6a4"], IPV6)
+    | {"filePath": PATH, "oldFilePath": PATH}
     | dict.fromkeys(
         [
             "spt",

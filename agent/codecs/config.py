@@ -53,16 +53,26 @@ class JsonCodecConfig(_Codec):
     type: Literal["json"] = "json"
 
 
+#: Elastic Security's severity scale (its rules map 21/47/73/99 to low/medium/high/critical). Graph's
+#: ``unknown`` (and any value not listed) is 47, the promotion rules' own default, not "low".
+ECS_SEVERITY = {"unknown": 47, "informational": 21, "low": 21, "medium": 47, "high": 73}
+_DATA_STREAM_PART = r"^[a-z0-9][a-z0-9_.]{0,99}$"  # lowercase, no '-' (it separates the parts)
+
+
 class EcsCodecConfig(_Codec):
     """The alert mapped to Elastic Common Schema, the original kept under ``microsoft.graph.alert``."""
 
     type: Literal["ecs"] = "ecs"
-    #: Graph severity -> ``event.severity``.
-    severity_map: dict[str, int] = Field(
-        default_factory=lambda: {"unknown": 0, "informational": 1, "low": 3, "medium": 5, "high": 8}
-    )
+    #: Graph severity -> ``event.severity`` and ``event.risk_score`` (Elastic Security: 21 low,
+    #: 47 medium, 73 high, 99 critical); a severity not listed takes the ``unknown`` entry.
+    severity_map: dict[str, int] = Field(default_factory=lambda: dict(ECS_SEVERITY))
     #: Keep the whole Graph alert under ``microsoft.graph.alert``.
     include_original: bool = True
+    #: ``data_stream.dataset`` and ``event.dataset``; a data stream index must be
+    #: ``logs-<dataset>-<namespace>`` (the elasticsearch sink checks it).
+    dataset: str = Field(default="microsoft_graph.alert", pattern=_DATA_STREAM_PART)
+    #: ``data_stream.namespace`` (e.g. ``default``, ``production``, a tenant's short name).
+    namespace: str = Field(default="default", pattern=_DATA_STREAM_PART)
 
 
 class _Mapped(_Codec):
@@ -115,8 +125,10 @@ class LeefCodecConfig(_Mapped):
     product: str = Field(default="Graph Security", max_length=63)
     #: Version, LEEF header field 4 (at most 31 characters).
     version: str = Field(default="alerts_v2", max_length=31)
-    #: Field path of the EventID header field.
-    event_id: str = "detectorId | alertPolicyId | category"
+    #: Field path of the EventID header field. The default, the alert's category (a MITRE tactic or
+    #: Malware, SuspiciousActivity, ...), is a small set QRadar can map to QIDs (deploy/qradar/qid-map.csv);
+    #: ``detectorId`` would give one EventID per detection rule (thousands of GUIDs).
+    event_id: str = "category | serviceSource"
     #: Attribute delimiter: one printable character, or ``xHH`` / ``0xHH`` (e.g. ``x09`` for TAB).
     delimiter: str = "^"
     #: Graph severity -> LEEF ``sev`` 1..10.

@@ -1,34 +1,60 @@
-"""ECS serializer: the alert mapped to Elastic Common Schema (8.x), one JSON object per message.
+"""ECS serializer: the alert mapped to Elastic Common Schema 8.11, one JSON object per message.
 
-Fields come from the alert and from the first evidence of each known type (device -> ``host.*``,
-user or process account -> ``user.*``, file -> ``file.*``, process -> ``process.*``, url ->
-``url.full``); ``related.*`` collects every IP, user, host and hash of all evidence. Unknown evidence
-types are ignored here and kept, like everything else, in the original alert under
-``microsoft.graph.alert`` (``include_original``). The full table is in docs/codecs.md. Size bounding
-and surrogate repair are those of the JSON codec.
+Made for Elastic Security's external-alert promotion rules ("External Alerts": ``event.kind: alert``
+over ``logs-*``, severity from ``event.severity`` 21/47/73/99, look-back on ``event.ingested``):
+
+* ``event.severity`` (and ``event.risk_score``) on that 21/47/73/99 scale by default;
+* ``event.ingested``: when the document was encoded, i.e. sent (cached per second). The shipped
+  ingest pipeline (``siem-agent setup elasticsearch``) overwrites it with the time Elasticsearch
+  received it, which also covers re-sends after an outage;
+* ``event.category`` / ``event.type`` from the evidence types (``ecs_evidence.EVIDENCE``);
+* ``data_stream.*`` and ``event.dataset`` from the codec's ``dataset`` / ``namespace``, which the
+  elasticsearch sink checks against its index;
+* host, user, file, process, registry, email and url fields from *every* evidence item.
+
+The whole alert is kept under ``microsoft.graph.alert`` (``include_original``); the shipped index
+template maps it as ``flattened`` (``flat_object`` on OpenSearch). Size bounding and surrogate repair
+are those of the JSON codec. Field table: docs/codecs.md; receiving side: docs/elastic.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import EcsCodecConfig
+from agent.codecs.ecs_evidence import Fields, collect, nest, process_accounts
 from agent.codecs.json import dumps, fit_json
-from agent.codecs.paths import evidence_index
 from agent.model import Alert
 
 ECS_VERSION = "8.11.0"
-_Ev = Mapping[str, Any]
+
+#: Graph ``category`` values that are MITRE ATT&CK enterprise tactics: (tactic id, display name).
+TACTICS: dict[str, tuple[str, str]] = {
+    "Reconnaissance": ("TA0043", "Reconnaissance"),
+    "ResourceDevelopment": ("TA0042", "Resource Development"),
+    "InitialAccess": ("TA0001", "Initial Access"),
+    "Execution": ("TA0002", "Execution"),
+    "Persistence": ("TA0003", "Persistence"),
+    "PrivilegeEscalation": ("TA0004", "Privilege Escalation"),
+    "DefenseEvasion": ("TA0005", "Defense Evasion"),
+    "CredentialAccess": ("TA0006", "Credential Access"),
+    "Discovery": ("TA0007", "Discovery"),
+    "LateralMovement": ("TA0008", "Lateral Movement"),
+    "Collection": ("TA0009", "Collection"),
+    "CommandAndControl": ("TA0011", "Command and Control"),
+    "Exfiltration": ("TA0010", "Exfiltration"),
+    "Impact": ("TA0040", "Impact"),
+}
+#: Graph categories that describe malware rather than a tactic: ``event.category`` gains ``malware``.
+MALWARE_CATEGORIES = frozenset({"Malware", "Ransomware", "UnwantedSoftware"})
 
 
 def _s(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _strs(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+    return value if value.__class__ is str and value else None
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
@@ -36,28 +62,11 @@ def _put(target: dict[str, Any], key: str, value: Any) -> None:
         target[key] = value
 
 
-def _first(index: dict[str, list[_Ev]], kind: str) -> _Ev:
-    items = index.get(kind)
-    return items[0] if items else {}
-
-
-def _sub(obj: _Ev, key: str) -> _Ev:
-    value = obj.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _join_path(directory: str | None, name: str | None) -> str | None:
-    if directory and name:
-        sep = "\\" if "\\" in directory else "/"
-        return directory.rstrip(sep) + sep + name
-    return None
-
-
 def _threat(alert: Alert) -> dict[str, Any]:
-    techniques = _strs(alert.get("mitreTechniques"))
     threat: dict[str, Any] = {}
+    techniques = alert.get("mitreTechniques")
+    techniques = [t for t in techniques if _s(t)] if techniques.__class__ is list else []
     if techniques:
-        threat["framework"] = "MITRE ATT&CK"
         base = list(dict.fromkeys(t.split(".")[0] for t in techniques))
         subs = [t for t in techniques if "." in t]
         technique: dict[str, Any] = {
@@ -70,110 +79,122 @@ def _threat(alert: Alert) -> dict[str, Any]:
                 "reference": [f"https://attack.mitre.org/techniques/{t.replace('.', '/')}/" for t in subs],
             }
         threat["technique"] = technique
-    if _s(alert.get("category")):
-        threat.setdefault("framework", "MITRE ATT&CK")
-        threat["tactic"] = {"name": [alert["category"]]}
+    tactic = TACTICS.get(_s(alert.get("category")) or "")
+    if tactic is not None:
+        tactic_id, name = tactic
+        threat["tactic"] = {
+            "id": [tactic_id],
+            "name": [name],
+            "reference": [f"https://attack.mitre.org/tactics/{tactic_id}/"],
+        }
+    if threat:
+        threat["framework"] = "MITRE ATT&CK"
+    if _s(alert.get("actorDisplayName")):
+        threat["group"] = {"name": alert["actorDisplayName"]}
+    if _s(alert.get("threatFamilyName")):
+        threat["software"] = {"name": alert["threatFamilyName"]}
     return threat
 
 
-def _related(index: dict[str, list[_Ev]]) -> dict[str, Any]:
-    ips: list[Any] = []
-    users: list[Any] = []
-    hosts: list[Any] = []
-    hashes: list[Any] = []
-    for ev in index.get("*", ()):
-        ips += [i for i in [ev.get("ipAddress"), *_strs(ev.get("ipInterfaces"))] if _s(i)]
-        hosts += [h for h in (ev.get("deviceDnsName"), ev.get("hostName")) if _s(h)]
-        account = _sub(ev, "userAccount")
-        users += [u for u in (account.get("accountName"), account.get("userPrincipalName")) if _s(u)]
-        for details in (_sub(ev, "fileDetails"), _sub(ev, "imageFile")):
-            hashes += [h for h in (details.get("sha1"), details.get("sha256"), details.get("md5")) if _s(h)]
-    related: dict[str, Any] = {}
-    for key, values in (("ip", ips), ("user", users), ("hosts", hosts), ("hash", hashes)):
-        _put(related, key, list(dict.fromkeys(values)))
-    return related
+def event_types(categories: list[str]) -> list[str]:
+    """``event.type`` values expected for ``categories`` (ECS: ``registry`` has no ``info``)."""
+    types = ["info"] if any(c != "registry" for c in categories) else []
+    if "registry" in categories:
+        types.append("access")
+    return types
 
 
-def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool) -> dict[str, Any]:
+class _Ingested:
+    """``event.ingested`` text, formatted once per second of ``now()``."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._second = -1
+        self._text = ""
+
+    def __call__(self) -> str:
+        second = int(self._now())
+        if second != self._second:
+            self._second = second
+            self._text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self._text
+
+
+def _writeback_labels(alert: Alert) -> dict[str, str]:
+    """``labels.siem_agent_*`` for a version the agent's own write-back produced (agent.writeback.loop)."""
+    mark = alert.get("siemAgent")
+    if not isinstance(mark, Mapping) or not _s(mark.get("origin")):
+        return {}
+    labels = {"siem_agent_origin": mark["origin"]}
+    for key, field in (("siem_agent_request_id", "requestId"), ("siem_agent_requested_by", "requestedBy")):
+        if _s(mark.get(field)):
+            labels[key] = mark[field]
+    return labels
+
+
+def to_ecs(
+    alert: Alert,
+    config: EcsCodecConfig,
+    ingested: str | None = None,
+    severity_map: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """Build the ECS document for ``alert`` (a new dict; ``alert`` is not modified)."""
-    index = evidence_index(alert)
+    severities = config.severity_map if severity_map is None else severity_map
+    fields: Fields = {}
+    categories = collect(alert.get("evidence"), fields)
+    if _s(alert.get("category")) in MALWARE_CATEGORIES and "malware" not in categories:
+        categories.append("malware")
+    if not categories:
+        categories.append("intrusion_detection")
+    if "user.name" not in fields and "process.user.name" in fields:  # no user evidence: who ran it
+        process_accounts(alert.get("evidence"), fields)
+
     doc: dict[str, Any] = {}
     _put(doc, "@timestamp", _s(alert.get("lastUpdateDateTime")) or _s(alert.get("createdDateTime")))
     doc["ecs"] = {"version": ECS_VERSION}
-    severity = alert.get("severity")
-    event: dict[str, Any] = {"kind": "alert", "module": "microsoft_graph", "dataset": "microsoft_graph.alert"}
+    doc["data_stream"] = {"type": "logs", "dataset": config.dataset, "namespace": config.namespace}
+    severity = _s(alert.get("severity"))
+    fallback = severities.get("unknown", 47)
+    score = severities.get(severity, fallback) if severity else fallback
+    event: dict[str, Any] = {
+        "kind": "alert",
+        "category": categories,
+        "type": event_types(categories),
+        "module": "microsoft_graph",
+        "dataset": config.dataset,
+        "severity": score,
+        "risk_score": float(score),
+    }
     _put(event, "id", _s(alert.get("id")))
     _put(event, "created", _s(alert.get("createdDateTime")))
     _put(event, "start", _s(alert.get("firstActivityDateTime")))
     _put(event, "end", _s(alert.get("lastActivityDateTime")))
-    event["severity"] = (
-        severity_map.get(severity, severity_map.get("unknown", 0)) if isinstance(severity, str) else 0
-    )
+    _put(event, "ingested", ingested)
     _put(event, "provider", _s(alert.get("serviceSource")))
     _put(event, "url", _s(alert.get("alertWebUrl")))
     doc["event"] = event
     _put(doc, "message", _s(alert.get("title")))
     rule: dict[str, Any] = {}
-    for key, field in (("id", "detectorId"), ("name", "title"), ("description", "description")):
+    for key, field in (
+        ("id", "detectorId"),
+        ("name", "title"),
+        ("description", "description"),
+        ("category", "category"),
+        ("ruleset", "detectionSource"),
+    ):
         _put(rule, key, _s(alert.get(field)))
-    _put(rule, "category", _s(alert.get("category")))
-    _put(rule, "ruleset", _s(alert.get("detectionSource")))
     _put(doc, "rule", rule)
     _put(doc, "threat", _threat(alert))
-
-    device = _first(index, "deviceEvidence")
-    host: dict[str, Any] = {}
-    _put(host, "name", _s(device.get("deviceDnsName")) or _s(device.get("hostName")))
-    _put(host, "hostname", _s(device.get("hostName")))
-    _put(host, "id", _s(device.get("mdeDeviceId")))
-    _put(host, "domain", _s(device.get("dnsDomain")) or _s(device.get("ntDomain")))
-    _put(host, "ip", _strs(device.get("ipInterfaces")))
-    if _s(device.get("osPlatform")):
-        host["os"] = {"name": device["osPlatform"]}
-    _put(doc, "host", host)
-
-    process = _first(index, "processEvidence")
-    account = _sub(_first(index, "userEvidence"), "userAccount") or _sub(process, "userAccount")
-    user: dict[str, Any] = {}
-    _put(user, "name", _s(account.get("accountName")))
-    _put(user, "domain", _s(account.get("domainName")))
-    _put(user, "id", _s(account.get("userSid")) or _s(account.get("azureAdUserId")))
-    _put(user, "full_name", _s(account.get("displayName")))
-    _put(doc, "user", user)
-
-    details = _sub(_first(index, "fileEvidence"), "fileDetails")
-    file: dict[str, Any] = {}
-    _put(file, "name", _s(details.get("fileName")))
-    _put(file, "directory", _s(details.get("filePath")))
-    _put(file, "path", _join_path(_s(details.get("filePath")), _s(details.get("fileName"))))
-    if isinstance(details.get("fileSize"), int):
-        file["size"] = details["fileSize"]
-    hashes: dict[str, Any] = {}
-    for algo in ("md5", "sha1", "sha256"):
-        _put(hashes, algo, _s(details.get(algo)))
-    _put(file, "hash", hashes)
-    _put(doc, "file", file)
-
-    proc: dict[str, Any] = {}
-    if isinstance(process.get("processId"), int):
-        proc["pid"] = process["processId"]
-    _put(proc, "command_line", _s(process.get("processCommandLine")))
-    image = _sub(process, "imageFile")
-    _put(proc, "name", _s(image.get("fileName")))
-    _put(proc, "executable", _join_path(_s(image.get("filePath")), _s(image.get("fileName"))))
-    if isinstance(process.get("parentProcessId"), int):
-        proc["parent"] = {"pid": process["parentProcessId"]}
-    _put(doc, "process", proc)
-
-    url = _s(_first(index, "urlEvidence").get("url"))
-    if url:
-        doc["url"] = {"full": url}
-    _put(doc, "related", _related(index))
-    if _s(alert.get("tenantId")):
-        doc["organization"] = {"id": alert["tenantId"]}
+    nest(fields, doc)
+    tenant = _s(alert.get("tenantId"))
+    if tenant:
+        doc["organization"] = {"id": tenant}
+        doc["cloud"] = {"account": {"id": tenant}}
     doc["observer"] = {"vendor": "Microsoft", "product": _s(alert.get("productName")) or "Graph Security"}
-    _put(doc, "tags", _strs(alert.get("systemTags")))
-    if include_original:
+    tags = alert.get("systemTags")
+    _put(doc, "tags", [t for t in tags if _s(t)] if tags.__class__ is list else None)
+    _put(doc, "labels", _writeback_labels(alert))
+    if config.include_original:
         doc["microsoft"] = {"graph": {"alert": alert}}
     return doc
 
@@ -181,11 +202,17 @@ def to_ecs(alert: Alert, severity_map: Mapping[str, int], include_original: bool
 class EcsSerializer:
     """Encodes an alerts_v2 alert as one ECS JSON document (UTF-8, no trailing newline)."""
 
-    def __init__(self, config: EcsCodecConfig, on_truncate: TruncateHook | None = None) -> None:
+    def __init__(
+        self,
+        config: EcsCodecConfig,
+        on_truncate: TruncateHook | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self._hook = on_truncate
         self._max = config.max_message_bytes
         self._severity = dict(config.severity_map)
+        self._ingested = _Ingested(now)
 
     def encode(self, alert: Alert) -> bytes:
         """Return the ECS message; raises ``EncodeError`` for a value JSON cannot hold."""
@@ -193,6 +220,6 @@ class EcsSerializer:
 
     def encode_within(self, alert: Alert, max_bytes: int) -> bytes:
         """Return the ECS message in at most ``max_bytes``."""
-        doc = to_ecs(alert, self._severity, self.config.include_original)
+        doc = to_ecs(alert, self.config, self._ingested(), self._severity)
         out = dumps(doc)
         return out if len(out) <= max_bytes else fit_json(doc, max_bytes, self._hook)

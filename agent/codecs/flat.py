@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.codecs.base import TruncateHook
 from agent.codecs.extract import compile_extractor, integer, ip_any, ipv4, ipv6, iso
-from agent.codecs.paths import Path, compile_path
+from agent.codecs.paths import Path, compile_path, full_path
 from agent.codecs.text import clean, epoch_millis, shrink
 from agent.errors import EncodeError
 from agent.model import Alert
@@ -17,7 +17,8 @@ from agent.model import Alert
 _SPACES = itertools.repeat(" ")
 #: Turns a raw value into the text a key of some kind takes, or ``None`` when it does not fit the kind.
 Converter = Callable[[Any], str | None]
-STR, TIME, IPV4, IPV6, INT, ISO, IP = range(7)
+#: Value kinds; ``PATH`` takes a ``fileDetails`` object (or a path text) and gives the full path.
+STR, TIME, IPV4, IPV6, INT, ISO, IP, PATH = range(8)
 
 #: A default entry: (key, field path, label key, label text); label key/text may be empty.
 Default = tuple[str, str, str, str]
@@ -84,6 +85,7 @@ class Mapper:
             IPV4: ipv4,
             IPV6: ipv6,
             IP: ip_any,
+            PATH: full_path,
         }
         #: The converter of each value kind (the defaults overridden by ``converters``).
         self.converters = kinds | dict(converters or {})

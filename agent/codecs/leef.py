@@ -15,7 +15,7 @@ from datetime import UTC
 
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import LeefCodecConfig
-from agent.codecs.flat import IP, STR, Default, Mapper, Part, compile_entries, fit
+from agent.codecs.flat import IP, PATH, STR, Default, Mapper, Part, compile_entries, fit
 from agent.codecs.paths import (
     FILE_HASH,
     FILE_NAME,
@@ -59,8 +59,12 @@ DEFAULT_MAPPING: tuple[Default, ...] = (
     ("tenantId", "tenantId", "", ""),
     ("mitreTechniques", "mitreTechniques", "", ""),
     ("alertWebUrl", "alertWebUrl", "", ""),
+    # Only on a version the agent's own write-back produced (agent.writeback.loop).
+    ("siemAgentOrigin", "siemAgent.origin", "", ""),
+    ("siemAgentRequestId", "siemAgent.requestId", "", ""),
 )
 _LIMITS = {"description": 4000, "title": 1023}
+_KINDS = {"devTime": _TIME_KIND, "src": IP, "dst": IP, "filePath": PATH}
 
 
 def leef_time(value: object) -> str | None:
@@ -91,7 +95,7 @@ class LeefSerializer:
             config.default_mapping,
             config.mapping,
             config.constants,
-            lambda k: _TIME_KIND if k == "devTime" else IP if k in ("src", "dst") else STR,
+            lambda k: _KINDS.get(k, STR),
             lambda k: _LIMITS.get(k, 1023),
         )
         self._mapper = Mapper(entries, on_truncate, keep_newlines=False, converters={_TIME_KIND: leef_time})

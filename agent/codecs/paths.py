@@ -39,7 +39,8 @@ IP_ADDRESS = f"evidence[ipEvidence].ipAddress | {DEVICE}.ipInterfaces"
 USER_NAME = f"{USER}.accountName | {PROCESS}.userAccount.accountName"
 USER_DOMAIN = f"{USER}.domainName | {PROCESS}.userAccount.domainName"
 FILE_NAME = f"{FILE}.fileName"
-FILE_PATH = f"{FILE}.filePath"
+#: The whole ``fileDetails`` object: :func:`full_path` joins its directory and file name.
+FILE_PATH = FILE
 FILE_HASH = f"{FILE}.sha256 | {FILE}.sha1"
 URL = "evidence[urlEvidence].url"
 
@@ -50,6 +51,29 @@ class Path:
 
     evidence: str | None
     keys: tuple[str, ...]
+
+
+def join_path(directory: str | None, name: str | None) -> str | None:
+    """``directory`` + ``name`` joined by the directory's own separator; ``None`` if either is missing."""
+    if directory and name:
+        sep = "\\" if "\\" in directory else "/"
+        return directory.rstrip(sep) + sep + name
+    return None
+
+
+def full_path(value: Any) -> str | None:
+    """A file's full path: ``filePath`` (Graph's directory) + ``fileName`` of a ``fileDetails`` object.
+
+    A string (a user mapping that points at a path text) is kept as it is. Consumers of CEF/LEEF
+    ``filePath`` (e.g. Sentinel's CommonSecurityLog.FilePath) expect the full path, file name included.
+    """
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        directory, name = value.get("filePath"), value.get("fileName")
+        if isinstance(directory, str) and isinstance(name, str):
+            return join_path(directory, name)
+    return None
 
 
 def compile_path(spec: str) -> tuple[Path, ...]:

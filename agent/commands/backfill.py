@@ -31,9 +31,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from agent.app import Agent
 from agent.checkpoint import CheckpointStore, StreamState
+from agent.checkpoint.state import apply_commit
 from agent.clock import Clock, SystemClock, now_str
 from agent.commands.progress import BarReport, LogReport, Report, read_progress, report_progress
 from agent.config import AgentSettings
+from agent.model import Commit
 from agent.sdnotify import Notifier
 from agent.timestamps import format_dt, sort_key
 
@@ -56,8 +58,17 @@ class MemoryCheckpoint(CheckpointStore):
         self.streams = {}
         return self.streams
 
+    def open(self) -> dict[str, StreamState]:
+        return self.load()
+
+    def apply(self, stream: str, commit: Commit) -> None:
+        apply_commit(self.streams, stream, commit)
+
     def save(self) -> None:
-        self.dirty = False
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 def _total(agent: Agent, name: str) -> dict[str, float]:

@@ -1,11 +1,14 @@
 """``siem-agent checkpoint show`` and ``checkpoint reset [--stream S]``.
 
-``show`` reads the checkpoint (never writes it) and prints, per stream, the cursor, how many alert
-versions it remembers for dedup, and the lag (now minus the cursor). ``reset`` takes the state lock
-first, so it refuses while an agent with the same ``state_dir`` and ``name`` runs: without
-``--stream`` it moves the whole file aside (``<file>.reset-<time>``); with ``--stream`` it removes
-that stream's entry and rewrites the file atomically (the stream starts again from
-``initial_lookback_secs``; its alerts may be forwarded again).
+``show`` reads the checkpoint — snapshot and journal — and never writes it; it prints, per stream, the
+cursor, how many alert versions it remembers for dedup, and the lag (now minus the cursor). ``reset``
+takes the state lock first, so it refuses while an agent with the same ``state_dir`` and ``name``
+runs: without ``--stream`` it moves the snapshot and its journal aside (``<file>.reset-<time>``);
+with ``--stream`` it removes that stream and rewrites the snapshot atomically, folding the journal in
+(the stream starts again from ``initial_lookback_secs``; its alerts may be forwarded again).
+
+Both need only ``state_dir`` and ``name`` (``agent.config.load_state_settings``): secrets are not
+resolved, so they work from an admin shell without the service's credentials.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def show(state_dir: Path, name: str, clock: Clock) -> dict[str, Any]:
     store = _store(state_dir, name, clock)
     streams = store.load()
     now = clock.now()
-    report: dict[str, Any] = {"path": str(store.path), "exists": store.path.exists(), "streams": {}}
+    report: dict[str, Any] = {"path": str(store.path), "exists": store.exists(), "streams": {}}
     for stream, st in sorted(streams.items()):
         lag = round((now - parse(st.cursor)).total_seconds(), 3) if st.cursor else None
         report["streams"][stream] = {"cursor": st.cursor, "seen": len(st.seen), "lag_secs": lag}
@@ -58,11 +61,13 @@ def reset(state_dir: Path, name: str, clock: Clock, stream: str | None) -> str:
         store = _store(state_dir, name, clock)
         if stream is None:
             moved = store.reset()
-            return f"checkpoint moved aside to {moved}" if moved else f"{store.path}: no checkpoint to reset"
+            if not moved:
+                return f"{store.path}: no checkpoint to reset"
+            return "checkpoint moved aside to " + ", ".join(str(p) for p in moved)
         streams = store.load()
         if stream not in streams:
             known = ", ".join(sorted(streams)) or "none"
             raise StateError(f"{store.path} has no stream {stream!r} (streams: {known})")
         del streams[stream]
-        store.save()
+        store.rewrite()
         return f"stream {stream} removed from {store.path}"

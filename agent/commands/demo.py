@@ -4,11 +4,17 @@ The simulator serves HTTPS on 127.0.0.1 with a throwaway CA, creates ten alerts 
 (and updates) at ``rate`` per second; the agent polls it every two seconds with the full pipeline —
 MSAL token, paging, dedup, checkpoint in a temporary state directory — and writes each alert to
 stdout in ``codec``. Everything it creates is removed when it stops.
+
+Write-back is on, on a free loopback port with a random demo token: once the agent runs, stderr shows
+a ready-to-run ``curl`` that resolves one of the simulator's alerts through the API; the next poll
+brings the alert back marked as the agent's own write (CEF ``act=siem-agent-writeback``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -20,8 +26,11 @@ from agent.simulator.server import GraphSimulator, server_ssl_context
 from agent.simulator.tls import make_tls
 
 
-def demo_config(sim: GraphSimulator, base: str, ca_cert: Path, state_dir: Path, codec: str) -> dict[str, Any]:
-    """One Graph source reading ``sim`` at ``base``, one stdout sink in ``codec``."""
+def demo_config(
+    sim: GraphSimulator, base: str, ca_cert: Path, state_dir: Path, codec: str, token: str
+) -> dict[str, Any]:
+    """One Graph source reading ``sim`` at ``base``, one stdout sink in ``codec``, write-back on with
+    ``token``."""
     return {
         "name": "demo",
         "state_dir": str(state_dir),
@@ -50,7 +59,21 @@ def demo_config(sim: GraphSimulator, base: str, ca_cert: Path, state_dir: Path, 
                 "batch": {"timeout_secs": 0.2},
             }
         ],
+        "writeback": {"enabled": True, "port": 0, "tokens": [{"name": "demo", "token": token}]},
     }
+
+
+def curl_line(port: int, token: str, alert_id: str) -> str:
+    """A ready-to-run curl that resolves ``alert_id`` through the demo's write-back API."""
+    body = (
+        '{"status": "resolved", "classification": "truePositive", "determination": "malware", '
+        '"comment": "Closed from the siem-agent demo"}'
+    )
+    url = f"http://127.0.0.1:{port}/v1/sources/simulator/alerts/{alert_id}"
+    return (
+        f"curl -sS -X PATCH -H {shlex.quote('Authorization: Bearer ' + token)} "
+        f"-H 'Content-Type: application/json' -d {shlex.quote(body)} {url}"
+    )
 
 
 async def demo(codec: str, rate: float, duration: float) -> int:
@@ -59,14 +82,27 @@ async def demo(codec: str, rate: float, duration: float) -> int:
         tls = make_tls(Path(tmp) / "tls")
         sim = GraphSimulator()
         base = await sim.start(server_ssl_context(str(tls.cert), str(tls.key)))
-        sim.add_alerts(10)
+        first = sim.add_alerts(10)[0]["id"]
         sim.start_generator(rate)
-        settings = load_settings(data=demo_config(sim, base, tls.ca_cert, Path(tmp) / "state", codec))
+        token = "demo-" + secrets.token_urlsafe(18)
+        settings = load_settings(data=demo_config(sim, base, tls.ca_cert, Path(tmp) / "state", codec, token))
         print(
             f"siem-agent demo: Graph simulator at {base}; forwarding {codec.upper()} to stdout. ^C stops.",
             file=sys.stderr,
         )
-        agent = Agent(settings)
+
+        def ready(agent: Agent) -> None:
+            assert agent.writeback_port is not None
+            print(
+                "siem-agent demo: write-back API on 127.0.0.1:"
+                f"{agent.writeback_port} (demo token {token}); resolve an alert in the simulator with:\n"
+                f"  {curl_line(agent.writeback_port, token, first)}\n"
+                "then GET the status URL it returns with the same Authorization header.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        agent = Agent(settings, on_ready=ready)
         agent.install_signal_handlers()
         if duration:
             asyncio.get_running_loop().call_later(duration, agent.request_stop)

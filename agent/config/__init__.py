@@ -6,6 +6,6 @@ below them (``agent.secrets`` for secret references), never this package.
 
 from __future__ import annotations
 
-from agent.config.settings import AgentSettings, LogConfig, load_settings
+from agent.config.settings import AgentSettings, LogConfig, StateSettings, load_settings, load_state_settings
 
-__all__ = ["AgentSettings", "LogConfig", "load_settings"]
+__all__ = ["AgentSettings", "LogConfig", "StateSettings", "load_settings", "load_state_settings"]

@@ -188,6 +188,13 @@ def _rows(model: type[BaseModel], prefix: str = "", skip: frozenset[str] = froze
             rows.append(f"| `{key}` | table | {_cell(_default(info))} | {_cell(_doc(model, name, info))} |")
             rows += _rows(nested[0], key + ".")
             continue
+        items = _models(get_args(tp)[0]) if get_origin(tp) is list else []
+        if len(items) == 1:  # a list of tables: its rows, then each item's keys as `key[].item_key`
+            rows.append(
+                f"| `{key}` | {_cell(kind)} | {_cell(_default(info))} | {_cell(_doc(model, name, info))} |"
+            )
+            rows += _rows(items[0], key + "[].")
+            continue
         rows.append(
             f"| `{key}` | {_cell(kind)} | {_cell(_default(info))} | {_cell(_doc(model, name, info))} |"
         )

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from agent.errors import ConfigError
 from agent.sinks.config import SinkConfig
 from agent.sources.config import SourceConfig, duplicate_apps
+from agent.writeback.config import WritebackConfig
 
 
 class LogConfig(BaseModel):
@@ -57,20 +58,25 @@ class AgentSettings(BaseSettings):
         frozen=True,
     )
 
-    #: Names this agent's checkpoint file (``<state_dir>/<name>.checkpoint.json``).
+    #: Names this agent's checkpoint files (``<state_dir>/<name>.checkpoint.json`` and ``.journal``).
     name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
     #: Checkpoint, state lock and dead-letter file; must be writable and private to the agent.
     state_dir: Path = Path("/var/lib/siem-agent")
     #: On SIGTERM, how long sinks may drain what is queued before the agent exits anyway.
     shutdown_timeout_secs: float = Field(default=30.0, ge=0)
-    #: Minimum seconds between checkpoint writes (acknowledged progress is coalesced).
-    checkpoint_interval_secs: float = Field(default=1.0, ge=0)
+    #: ``0``: every acknowledged batch is in the checkpoint journal (appended, fsynced) before its sink
+    #: sends the next one, so a crash re-sends at most the batch in flight per sink. ``> 0``: journal
+    #: writes are coalesced, at most one per this many seconds, and sinks do not wait for them (fewer
+    #: fsyncs on a slow disk; a crash re-sends up to this long a stretch of deliveries).
+    checkpoint_interval_secs: float = Field(default=0.0, ge=0)
     #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``).
     dead_letter_path: Path | None = None
     #: Logging: JSON lines unless stderr is a terminal (or ``log.format`` says otherwise).
     log: LogConfig = Field(default_factory=LogConfig)
     #: The operator HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz``.
     http: HttpConfig = Field(default_factory=HttpConfig)
+    #: Write-back: the inbound API SIEM automation calls to update alerts and incidents in Defender.
+    writeback: WritebackConfig = Field(default_factory=WritebackConfig)
     #: ``[[sources]]`` tables, at least one; names unique, one source per tenant and app.
     sources: list[SourceConfig] = Field(min_length=1)
     #: ``[[sinks]]`` tables, at least one, names unique; every alert goes to every sink.
@@ -102,6 +108,41 @@ class AgentSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init kwargs; the environment overrides them.
         return (env_settings, init_settings)
+
+
+class StateSettings(BaseSettings):
+    """Just where the checkpoint lives (``checkpoint show``/``reset``): no secret is resolved, so an
+    admin shell without the service's credentials (``{ credential = … }``) can use them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SIEM_AGENT_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
+    state_dir: Path = Path("/var/lib/siem-agent")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def load_state_settings(path: Path) -> StateSettings:
+    """``name`` and ``state_dir`` from ``path`` plus the environment; nothing else is validated.
+
+    Raises ``ConfigError``.
+    """
+    raw = read_toml(path)
+    try:
+        return StateSettings(**{k: raw[k] for k in ("name", "state_dir") if k in raw})
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, raw)) from None
 
 
 def _dotted(loc: tuple[int | str, ...], data: Any) -> str:

@@ -11,6 +11,10 @@ saw the 401 at the same time.
 MSAL gets its own ``requests.Session`` with ``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
 otherwise override the configured CA bundle. For the same reason the proxy is set on that session
 explicitly (``agent.proxies.msal_proxies``): the configured one, else ``HTTPS_PROXY``/``NO_PROXY``.
+The session never follows a redirect (``NoRedirectSession``): a 307 from the token endpoint would
+make ``requests`` post the client secret or assertion again, wherever the ``Location`` points. A
+redirect is reported as ``token_endpoint_redirect`` naming the ``Location`` (without its query); a
+tenant Entra ID does not know (discovery answers 400 with AADSTS90002) as ``tenant_not_found``.
 
 A rejected credential is logged once per attempt as one line with the AADSTS code; with a cool-down
 (``cooldown_base_secs`` > 0) calls during it fail fast with the same error instead of hammering the
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import msal
 import requests
@@ -42,6 +47,35 @@ from agent.retry import backoff
 log = logging.getLogger(__name__)
 
 _AADSTS = re.compile(r"AADSTS\d+")
+_DISCOVERY_FAILED = ("Unable to get authority configuration", "OIDC Discovery failed")
+
+
+class RedirectRefused(requests.RequestException):
+    """The token endpoint (or discovery) answered with a redirect, which is never followed."""
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class NoRedirectSession(requests.Session):
+    """A ``requests.Session`` for MSAL that refuses redirects instead of following them."""
+
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        resp = super().request(method, url, *args, **kwargs)
+        if 300 <= resp.status_code < 400:
+            location = resp.headers.get("Location")
+            where = url.decode() if isinstance(url, bytes) else url
+            to = f" to {_safe(urljoin(where, location))}" if location else ""
+            resp.close()
+            raise RedirectRefused(
+                f"{method} {_safe(where)}: HTTP {resp.status_code} redirect{to}; redirects are not followed"
+            )
+        return resp
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +179,7 @@ class ClientCredential:
 
     def _build(self) -> Any:
         app = self.app
-        session = requests.Session()
+        session = NoRedirectSession()
         session.trust_env = False
         session.verify = app.ca_bundle or True
         proxy = app.proxy_url.get_secret_value() if app.proxy_url else None
@@ -187,13 +221,16 @@ class ClientCredential:
             self._loop = asyncio.get_running_loop()
             try:
                 result = await asyncio.to_thread(self._acquire, drop)
+            except RedirectRefused as exc:
+                self._msal = None
+                raise self._reject("token_endpoint_redirect", str(exc)) from None
             except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
                 # MSAL raises on token-endpoint 5xx (and replays that error ~5 s); requests on network errors.
                 raise TransientSourceError(f"token endpoint unavailable: {type(exc).__name__}") from None
             except (_AssertionFileError, OSError, ValueError, TypeError) as exc:
                 # Unreadable key/PFX/token file, wrong passphrase, malformed PEM or discovery document.
                 self._msal = None
-                raise self._reject("credential_unusable", _describe(exc)) from None
+                raise self._reject(*self._classify(exc)) from None
             token = result.get("access_token")
             if isinstance(token, str) and token:
                 if self._failures:
@@ -205,6 +242,28 @@ class ClientCredential:
             error = str(result.get("error", "unknown_error"))
             codes = _AADSTS.findall(str(result.get("error_description", "")))
             raise self._reject(error, codes[0] if codes else "no AADSTS code")
+
+    def _classify(self, exc: BaseException) -> tuple[str, str]:
+        """``(error, detail)`` for an exception MSAL raised while building its client or asking."""
+        texts = []
+        seen: BaseException | None = exc
+        for _ in range(5):  # the exception and what it was raised from (MSAL chains discovery errors)
+            if seen is None:
+                break
+            texts.append(str(seen))
+            seen = seen.__cause__ or seen.__context__
+        text = " ".join(texts)
+        if isinstance(exc, ValueError) and any(marker in text for marker in _DISCOVERY_FAILED):
+            codes = _AADSTS.findall(text)
+            if "AADSTS90002" in codes:
+                return "tenant_not_found", (
+                    f"AADSTS90002: Entra ID does not know tenant {self.tenant_id!r}; check tenant_id "
+                    "(and the cloud or authority)"
+                )
+            status = re.search(r"HTTP status: (\d+)", text)
+            why = codes[0] if codes else (f"HTTP {status.group(1)}" if status else "no usable answer")
+            return "authority_unusable", f"{why}: tenant discovery at {_safe(self.app.authority)} failed"
+        return "credential_unusable", _describe(exc)
 
     def _reject(self, error: str, detail: str) -> AuthError:
         self._failures += 1

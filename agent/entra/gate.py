@@ -20,7 +20,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-#: Opens one slot of a budget on the event loop (e.g. ``functools.partial(budget.slot, "read")``).
+#: Opens one slot of a budget on the event loop (e.g. ``functools.partial(budget.slot, "poll")``).
 RequestGate = Callable[[], AbstractAsyncContextManager[Any]]
 
 

@@ -2,10 +2,14 @@
 
 The ack tracker hands every stream's ``Commit`` over only once every sink delivered everything
 before it (``agent.pipeline.acks``). ``CommitPath.commit`` applies it to a ``ProgressStore`` at once,
-in memory; ``run`` writes the store out at most every ``interval_secs`` (acknowledged progress is
-coalesced) and ``flush`` writes what is left on shutdown. The store is a seam: today the one
-checkpoint document (``agent.checkpoint.CheckpointStore``), an in-memory stand-in for ``backfill``;
-an append-only journal or one store per source can take its place.
+in memory; ``run`` writes what was applied in a worker thread (the checkpoint journal: an append
+and an fsync per write, ``agent.checkpoint``), coalescing whatever was committed meanwhile, and
+``flush`` writes what is left on shutdown.
+
+``durable`` is the per-batch barrier: a sink runner awaits it after acknowledging a batch and before
+sending the next one, so a crash can re-send at most the batch that was being sent. With
+``interval_secs`` > 0 the writer waits that long between writes and ``durable`` does not wait
+(fewer fsyncs, more duplicates after a crash: up to ``interval_secs`` of throughput).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ProgressStore(Protocol):
         ...
 
     def save(self) -> None:
-        """Persist what was applied. Raises ``StateError``; what was saved before stays intact."""
+        """Persist what was applied; called from a worker thread, one call at a time, while ``apply``
+        may run on the event loop. Raises ``StateError``; what was saved before stays intact."""
         ...
 
 
@@ -55,13 +60,34 @@ class CommitPath:
         self._clock = clock
         self._interval = interval_secs
         self._dirty = asyncio.Event()
+        #: Commits applied so far, and how many of them a completed write covers.
+        self._applied = 0
+        self._written = 0
+        self._wrote = asyncio.Event()
         metrics.add_refresher(self.refresh_lag)
 
     def commit(self, stream: str, commit: Commit) -> None:
         """Acknowledged progress of ``stream`` (the ack tracker's ``on_commit``): apply it now, write soon."""
         self.store.apply(stream, commit)
+        self._applied += 1
         self._set_lag(stream)
         self._dirty.set()
+
+    async def durable(self) -> None:
+        """Return once every commit applied before this call is written (at once with an interval).
+
+        Cancellation only stops the wait; the write goes on.
+        """
+        if self._interval:
+            return
+        target = self._applied
+        while self._written < target:
+            await self._wrote.wait()
+
+    def _mark_written(self, upto: int) -> None:
+        self._written = max(self._written, upto)
+        wrote, self._wrote = self._wrote, asyncio.Event()
+        wrote.set()
 
     def refresh_lag(self) -> None:
         """Checkpoint lag of every stream as of now (it grows while nothing is committed)."""
@@ -75,19 +101,27 @@ class CommitPath:
             self._metrics.checkpoint_lag.labels(stream).set(lag)
 
     async def run(self) -> None:
-        """Write the store whenever something was committed, at most every ``interval_secs``.
+        """Write the store (in a worker thread) whenever something was committed, at most every
+        ``interval_secs``.
 
         Runs until cancelled; raises ``StateError`` when a write fails (the agent stops, exit 74).
         """
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            self.flush()
+            upto = self._applied
+            await asyncio.to_thread(self._save)
+            self._mark_written(upto)
             if self._interval:
                 await asyncio.sleep(self._interval)
 
     def flush(self) -> None:
         """Write the store now if anything is unwritten. Raises ``StateError`` (counted)."""
+        upto = self._applied
+        self._save()
+        self._mark_written(upto)
+
+    def _save(self) -> None:
         if not self.store.dirty:
             return
         try:

@@ -23,7 +23,7 @@ from agent.pipeline.commit import CommitPath
 from agent.pipeline.config import LaneConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue, QueueClosed
-from agent.pipeline.runner import SinkRunner
+from agent.pipeline.runner import IDLE_CHECK_SECS, SinkRunner
 from agent.pipeline.sink import Reopenable, Sink
 from agent.sources.base import SourceContext, Stopping
 
@@ -79,6 +79,8 @@ class Pipeline:
             config.retry,
             self._metrics,
             on_health=on_health,
+            durable=self.commits.durable,
+            idle_check_secs=IDLE_CHECK_SECS,
         )
         lane = Lane(sink, queue, runner)
         self.lanes.append(lane)

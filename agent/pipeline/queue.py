@@ -44,6 +44,11 @@ class BoundedQueue:
         metrics.queue_depth.labels(sink).set(0)
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called (``get`` then drains what is left)."""
+        return self._closed
+
+    @property
     def events(self) -> int:
         """Events currently queued."""
         return self._events
@@ -90,8 +95,9 @@ class BoundedQueue:
             self._cond.notify_all()
             return True
 
-    async def get(self, timeout: float | None) -> Batch | None:
-        """Dequeue the oldest batch; ``None`` if ``timeout`` passed or the queue is closed and empty."""
+    async def get(self, timeout: float | None, max_events: int | None = None) -> Batch | None:
+        """Dequeue the oldest batch; ``None`` if ``timeout`` passed, the queue is closed and empty, or
+        (with ``max_events``) the oldest batch has more alerts than that (it stays queued)."""
         async with self._cond:
             try:
                 async with asyncio.timeout(timeout):
@@ -100,6 +106,8 @@ class BoundedQueue:
                             return None
                         await self._cond.wait()
             except TimeoutError:
+                return None
+            if max_events is not None and len(self._items[0].alerts) > max_events:
                 return None
             batch = self._items.popleft()
             self._events -= len(batch.alerts)

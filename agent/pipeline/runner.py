@@ -11,6 +11,15 @@ Encoding is the boundary no alert crosses with an exception: whatever a codec ra
 that alert is encoded again with its over-deep values cut (``agent.nesting``: the only failure a
 well-formed alert can still cause is nesting beyond what orjson or Python recursion allow), and
 dead-lettered with the reason if that fails too. The normal path pays nothing for this.
+
+What one send carries is bounded by ``batch.max_events``: a collection takes another queued batch only
+if it still fits (a single batch larger than the limit is sent on its own). After acknowledging, the
+runner awaits ``durable`` (the commit path's barrier) before sending more, so after a crash a sink
+re-sends at most the collection it was sending.
+
+Readiness: a failed start or send marks the sink down with its error (``/readyz`` names it, e.g. a
+404 from a wrong URL); a sink idle for ``idle_check_secs`` (the agent uses ``IDLE_CHECK_SECS``) asks
+its receiver once (``healthcheck``) so a receiver gone meanwhile shows before the next alert does.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.codecs import Serializer
-from agent.errors import EncodeError, PermanentSinkError, TransientSinkError
+from agent.errors import EncodeError, PermanentSinkError, SinkError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Event
 from agent.nesting import MAX_DEPTH, cut_depth
@@ -40,6 +49,10 @@ NESTING_FIELD = "(nesting)"
 
 Sleep = Callable[[float], Awaitable[None]]
 
+#: A sink with nothing to send for this long gets one ``healthcheck`` (then again after as long).
+IDLE_CHECK_SECS = 60.0
+IDLE_CHECK_TIMEOUT_SECS = 15.0
+
 
 class SinkRunner:
     """Moves batches from one queue into one sink until the queue is closed and empty."""
@@ -56,7 +69,9 @@ class SinkRunner:
         metrics: AgentMetrics,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
-        on_health: Callable[[bool], None] | None = None,
+        on_health: Callable[[bool, str | None], None] | None = None,
+        durable: Callable[[], Awaitable[None]] | None = None,
+        idle_check_secs: float | None = None,
     ) -> None:
         self.sink = sink
         self._serializer = serializer
@@ -69,6 +84,8 @@ class SinkRunner:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._on_health = on_health
+        self._durable = durable
+        self._idle_secs = idle_check_secs
 
     async def run(self) -> None:
         """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
@@ -84,6 +101,8 @@ class SinkRunner:
                 await self._deliver(events)
             for b in batches:
                 self._acks.ack(b)
+            if self._durable is not None:
+                await self._durable()
 
     async def _start(self) -> None:
         attempt = 0
@@ -91,7 +110,7 @@ class SinkRunner:
             try:
                 await self.sink.start()
             except TransientSinkError as exc:
-                self._set_health(False)
+                self._set_health(False, str(exc))
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning("Sink start failed; retrying.", extra={"sink": self.sink.name, "error": str(exc)})
                 attempt += 1
@@ -102,11 +121,12 @@ class SinkRunner:
 
     async def _collect(self) -> list[Batch]:
         """Wait for one batch, then take more for up to ``batch.timeout_secs`` while under the limits."""
-        first = None
+        first = await self._queue.get(timeout=self._idle_secs)
         while first is None:
-            first = await self._queue.get(timeout=None)
-            if first is None:
+            if self._queue.closed:
                 return []
+            await self._idle_check()
+            first = await self._queue.get(timeout=self._idle_secs)
         batches = [first]
         count = len(first.alerts)
         deadline = time.monotonic() + self._batch.timeout_secs
@@ -114,7 +134,7 @@ class SinkRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            nxt = await self._queue.get(timeout=remaining)
+            nxt = await self._queue.get(timeout=remaining, max_events=self._batch.max_events - count)
             if nxt is None:
                 break
             batches.append(nxt)
@@ -187,7 +207,7 @@ class SinkRunner:
             except TransientSinkError as exc:
                 self._m.send_duration.labels(self.sink.name).observe(time.monotonic() - started)
                 self._m.send_retries.labels(self.sink.name).inc()
-                self._set_health(False)
+                self._set_health(False, str(exc))
                 delay = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 log.warning(
                     "Send failed; retrying.",
@@ -226,7 +246,22 @@ class SinkRunner:
     def _backoff(self, attempt: int) -> float:
         return backoff(attempt, self._retry.initial_backoff_secs, self._retry.max_backoff_secs, self._rng)
 
-    def _set_health(self, up: bool) -> None:
+    def _set_health(self, up: bool, reason: str | None = None) -> None:
         self._m.sink_up.labels(self.sink.name).set(1 if up else 0)
         if self._on_health is not None:
-            self._on_health(up)
+            self._on_health(up, reason)
+
+    async def _idle_check(self) -> None:
+        """Nothing to send for ``IDLE_CHECK_SECS``: ask the receiver (``healthcheck``), so readiness
+        reflects a receiver that went away meanwhile; at most one check per idle period."""
+        try:
+            async with asyncio.timeout(IDLE_CHECK_TIMEOUT_SECS):
+                await self.sink.healthcheck()
+        except SinkError as exc:
+            self._set_health(False, f"health check: {exc}")
+            log.warning("Sink health check failed.", extra={"sink": self.sink.name, "error": str(exc)})
+            return
+        except TimeoutError:
+            self._set_health(False, f"health check: no answer within {IDLE_CHECK_TIMEOUT_SECS:.0f}s")
+            return
+        self._set_health(True)

@@ -40,12 +40,13 @@ class Sink(Protocol):
         """Open connections or files. Raises ``SinkError``; a retriable one is retried by the runner."""
         ...
 
-    async def healthcheck(self) -> None:
-        """Prove the receiver is there and answers, without sending an event.
+    async def healthcheck(self) -> str:
+        """Prove the receiver is there and answers, without sending an event; say what was checked.
 
         Contacts the peer the way a send would begin (connect and handshake, a health or root request,
-        a token), bounded by the sink's own timeouts. Raises a ``SinkError`` naming what is wrong,
-        never a secret. Whatever it opens is kept for the next send or released by ``aclose``.
+        a token), bounded by the sink's own timeouts, and returns a short description of what answered
+        (``reachable: …``). Raises a ``SinkError`` naming what is wrong, never a secret. Whatever it
+        opens is kept for the next send or released by ``aclose``.
         """
         ...
 

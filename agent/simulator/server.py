@@ -14,6 +14,10 @@ Documents it follows (Microsoft Graph docs, ``microsoftgraph/microsoft-graph-doc
   joined by ``and``; ``$top``; ``$count=true`` → ``@odata.count``; ``@odata.nextLink`` paging (an
   offset ``$skiptoken``, like the ``$skip`` paging these APIs use); newest first; 7-digit timestamps;
   ``$expand=alerts`` on incidents.
+* Access tokens are JWTs whose ``roles`` claim lists the app's application permissions (``roles``;
+  all four security read/write permissions by default), as Entra ID issues them for Graph.
+* Single alerts and incidents: ``GET``, ``PATCH`` and ``POST …/comments`` with Graph's semantics and
+  write faults (``agent.simulator.writes``).
 * ``concepts/throttling.md`` — 429 with the documented body and ``Retry-After``;
   ``concepts/errors.md`` / ``best-practices-concept.md`` — 503/504; every response has ``request-id``.
 
@@ -53,6 +57,7 @@ from cryptography.hazmat.primitives import hashes
 from agent.simulator.alerts import make_alert, make_incident, update_alert
 from agent.simulator.backlog import SyntheticBacklog
 from agent.simulator.odata import list_page, next_link
+from agent.simulator.writes import ROLES, SimulatorWrites, access_token
 from agent.timestamps import format_dt
 
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -138,6 +143,12 @@ class GraphSimulator:
         #: Performance option (benchmarks): when set, ``alerts_v2`` lists this static, lazily rendered
         #: backlog instead of ``alerts`` (faults, throttling, auth and hooks apply as usual).
         self.backlog: SyntheticBacklog | None = None
+        #: Application permissions the app was granted: the ``roles`` claim of every token issued.
+        self.roles: list[str] = list(ROLES)
+        self.token_roles: dict[str, list[str]] = {}
+        self._signing_key = secrets.token_bytes(32)
+        #: Single alerts and incidents: GET, PATCH, comments (``agent.simulator.writes``).
+        self.writes = SimulatorWrites(self)
         self._throttle_until = 0.0
         self._closing = asyncio.Event()
         self._seq = 0
@@ -228,6 +239,7 @@ class GraphSimulator:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get(GRAPH_PATHS[0], self._alerts)
         app.router.add_get(GRAPH_PATHS[1], self._incidents)
+        self.writes.register(app)
         return app
 
     async def start(self, ssl_context: ssl.SSLContext | None, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -329,8 +341,11 @@ class GraphSimulator:
                 "error_codes": [code],
             }
             return web.json_response(body, status=401)
-        token = secrets.token_urlsafe(24)
+        token = access_token(
+            tenant, self.client_id, self.base_url, self.roles, self.token_lifetime_secs, self._signing_key
+        )
         self.tokens[token] = self.monotonic() + self.token_lifetime_secs
+        self.token_roles[token] = list(self.roles)
         self._record(request, 200)
         return web.json_response(
             {

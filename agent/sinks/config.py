@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.codecs.config import CodecConfig, JsonCodecConfig
 from agent.entra.config import CredentialConfig, check_one_credential
@@ -79,7 +82,10 @@ class TcpSinkConfig(_Socket):
     #: ``octet_counting``: ``LEN SP MSG`` (RFC 6587; RFC 5425 requires it over TLS); ``newline``:
     #: ``MSG LF``.
     framing: Literal["octet_counting", "newline"] = "octet_counting"
-    #: Bound on one send: writing the batch and waiting for the peer's TCP to acknowledge every byte.
+    #: How long the peer's TCP may leave our data or window probes unanswered before the connection
+    #: counts as dead (then it is reset and the unacknowledged rest re-sent on a new one). A receiver
+    #: that is alive but not reading is waited for on the same connection, however long (a warning is
+    #: logged after this long).
     timeout_secs: float = Field(default=30.0, gt=0)
     #: Client TLS (RFC 5425); absent: plain TCP.
     tls: TlsConfig | None = None
@@ -108,6 +114,42 @@ class UdpSinkConfig(_Socket):
     oversize: Literal["truncate", "drop"] = "truncate"
 
 
+#: What a HEC URL may end with besides the base: the collector endpoints the sink appends itself.
+_HEC_PATHS = re.compile(r"/services/collector(/event(/1\.0)?|/raw(/1\.0)?)?/*$")
+
+
+def check_url(url: str, *, base: bool) -> str:
+    """A sink URL: never with user info (credentials go in the sink's own keys, where they stay
+    secret); a ``base`` URL (the sink appends paths to it) also without query or fragment."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "user info (user:password@) is not allowed in the URL: use the sink's token, api_key or "
+            "username/password keys"
+        )
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if base and (parts.query or parts.fragment):
+        raise ValueError("the base URL must not have a query or fragment (the sink appends its own paths)")
+    return url
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cleartext_credentials(url: str, has_credentials: bool) -> bool:
+    """Whether credentials would cross the network unencrypted (``http://`` to another host)."""
+    return has_credentials and url.lower().startswith("http://") and not is_loopback(url)
+
+
 def _one_auth(token_key: str, token: object, username: str | None, password: object) -> None:
     """At most one way to authenticate: the token, or username and password together."""
     if token is not None and (username or password):
@@ -127,6 +169,30 @@ class HttpCommonConfig(_Sink):
     tls: TlsConfig = Field(default_factory=TlsConfig)
     #: Proxy URL, a secret (may hold credentials); unset: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` apply.
     proxy_url: Secret | None = None
+    #: Allow sending this sink's credentials (token, API key, password, bearer token, secret headers)
+    #: over ``http://`` to another host, i.e. in cleartext. Off: such a configuration is refused
+    #: (``https://``, or a loopback host, needs no exception); on: a warning at startup and in ``validate``.
+    allow_plain_http_credentials: bool = False
+
+    def target_url(self) -> str:
+        """The URL requests carrying the credentials go to."""
+        raise NotImplementedError
+
+    def has_credentials(self) -> bool:
+        """Whether requests carry a secret."""
+        raise NotImplementedError
+
+    def check_cleartext(self) -> None:
+        """Refuse credentials over ``http://`` to another host unless explicitly allowed (each sink's
+        last validator calls this, after its own consistency checks)."""
+        if (
+            cleartext_credentials(self.target_url(), self.has_credentials())
+            and not self.allow_plain_http_credentials
+        ):
+            raise ValueError(
+                "credentials would be sent in cleartext over http://: use https://, or set "
+                "allow_plain_http_credentials = true"
+            )
 
 
 class _JsonHttp(HttpCommonConfig):
@@ -146,7 +212,9 @@ class SplunkHecSinkConfig(HttpCommonConfig):
     """Splunk HTTP Event Collector, ``/services/collector/event``, with indexer acknowledgement."""
 
     type: Literal["splunk_hec"]
-    #: Base URL of the collector, e.g. ``https://splunk.example.com:8088``.
+    #: Base URL of the collector, e.g. ``https://splunk.example.com:8088``; a URL ending in
+    #: ``/services/collector`` or ``/services/collector/event`` (or ``/raw``) is accepted and cut back
+    #: to the base.
     url: str = Field(pattern=r"^https?://")
     #: HEC token, sent as ``Authorization: Splunk <token>``; a secret, e.g. ``{ env = "SPLUNK_HEC_TOKEN" }``.
     token: Secret
@@ -154,8 +222,10 @@ class SplunkHecSinkConfig(HttpCommonConfig):
     host: str | None = None
     #: HEC ``source`` of every event.
     source: str = "microsoft:graph:security"
-    #: HEC ``sourcetype`` of every event.
-    sourcetype: str = "microsoft:graph:security:alert"
+    #: HEC ``sourcetype`` of every event; unset: by codec, ``ms365:defender:incident:alerts`` for
+    #: ``json`` (the sourcetype Splunk_TA_MS_Security and ESCU read), ``microsoft:graph:security:alert:cef``
+    #: for ``cef`` (also inside a syslog envelope), ``microsoft:graph:security:alert`` otherwise.
+    sourcetype: str | None = None
     #: HEC ``index`` of every event; unset: left out (the token's default index applies).
     index: str | None = None
     #: Indexed fields added to every event (flat strings, as HEC requires).
@@ -166,6 +236,23 @@ class SplunkHecSinkConfig(HttpCommonConfig):
     ack_timeout_secs: float = Field(default=120.0, gt=0)
     #: Longest pause in seconds between polls of the ack endpoint (polling starts at 50 ms, doubling).
     ack_poll_interval_secs: float = Field(default=1.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _base(cls, url: str) -> str:
+        check_url(url, base=True)
+        return _HEC_PATHS.sub("", url.rstrip("/")) or url
+
+    def target_url(self) -> str:
+        return self.url
+
+    def has_credentials(self) -> bool:
+        return True
+
+    @model_validator(mode="after")
+    def _transport(self) -> SplunkHecSinkConfig:
+        self.check_cleartext()
+        return self
 
 
 class ElasticsearchSinkConfig(_JsonHttp):
@@ -187,10 +274,42 @@ class ElasticsearchSinkConfig(_JsonHttp):
     password: Secret | None = None
     #: ``wait_for`` makes documents searchable before the call returns (tests; slows ingestion).
     refresh: Literal["false", "true", "wait_for"] = "false"
+    #: ``siem-agent setup elasticsearch`` also installs the ``siem-agent-graph-alert`` ingest pipeline
+    #: (``event.ingested`` = arrival time) as the index template's default pipeline. The sink itself
+    #: does not use this key.
+    ingest_pipeline: bool = True
 
     @model_validator(mode="after")
     def _auth(self) -> ElasticsearchSinkConfig:
         _one_auth("api_key", self.api_key, self.username, self.password)
+        return self
+
+    @model_validator(mode="after")
+    def _data_stream_name(self) -> ElasticsearchSinkConfig:
+        # ECS documents carry data_stream.*: a data stream must be the one they name.
+        if self.data_stream and self.codec.type == "ecs":
+            expected = f"logs-{self.codec.dataset}-{self.codec.namespace}"
+            if self.index != expected:
+                raise ValueError(
+                    f"index {self.index!r} is not the data stream the ecs codec's documents name "
+                    f"({expected!r}, from codec.dataset and codec.namespace): set one to match the other"
+                )
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _base(cls, url: str) -> str:
+        return check_url(url, base=True)
+
+    def target_url(self) -> str:
+        return self.url
+
+    def has_credentials(self) -> bool:
+        return self.api_key is not None or self.password is not None
+
+    @model_validator(mode="after")
+    def _transport(self) -> ElasticsearchSinkConfig:
+        self.check_cleartext()
         return self
 
 
@@ -226,12 +345,29 @@ class LogsIngestionSinkConfig(_JsonHttp):
         check_one_credential(self.client_secret, self.credential)
         return self
 
+    @field_validator("endpoint")
+    @classmethod
+    def _base(cls, url: str) -> str:
+        return check_url(url, base=True)
+
+    def target_url(self) -> str:
+        return self.endpoint
+
+    def has_credentials(self) -> bool:
+        return True  # an Entra ID bearer token
+
+    @model_validator(mode="after")
+    def _transport(self) -> LogsIngestionSinkConfig:
+        self.check_cleartext()
+        return self
+
 
 class HttpSinkConfig(HttpCommonConfig):
     """Any HTTP endpoint taking NDJSON (one message per line) in a POST."""
 
     type: Literal["http"]
-    #: URL each batch is POSTed to; user info and query are left out of log and error messages.
+    #: URL each batch is POSTed to (no user info: use ``username``/``password``); its query is left out
+    #: of log and error messages.
     url: str = Field(pattern=r"^https?://")
     #: ``Content-Type`` header of each POST.
     content_type: str = "application/x-ndjson"
@@ -247,6 +383,22 @@ class HttpSinkConfig(HttpCommonConfig):
     @model_validator(mode="after")
     def _auth(self) -> HttpSinkConfig:
         _one_auth("bearer_token", self.bearer_token, self.username, self.password)
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return check_url(url, base=False)
+
+    def target_url(self) -> str:
+        return self.url
+
+    def has_credentials(self) -> bool:
+        return bool(self.headers) or self.bearer_token is not None or self.password is not None
+
+    @model_validator(mode="after")
+    def _transport(self) -> HttpSinkConfig:
+        self.check_cleartext()
         return self
 
 

@@ -83,9 +83,10 @@ class FileSink:
         except OSError as exc:
             raise TransientSinkError(f"cannot open {self._path}: {exc.strerror}") from None
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """The file, or the directory it would be created in, is writable (nothing is created)."""
         await asyncio.to_thread(self._check_writable)
+        return f"{self._path} writable"
 
     def _check_writable(self) -> None:
         path = self._path

@@ -25,9 +25,9 @@ class StdoutSink:
     async def start(self) -> None:
         return None
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """Nothing to contact: standard output is always there (a closed pipe shows on the first write)."""
-        return None
+        return "standard output"
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         data = b"".join([self._framer.frame(e.payload) for e in events])

@@ -4,18 +4,25 @@ Delivery, and its limit. A successful ``write``/``drain`` only means the bytes r
 kernel; a receiver that resets the connection loses everything still queued. So ``send`` returns
 only when the kernel reports the socket's send queue empty — ``SIOCOUTQ`` (``TIOCOUTQ``) counts the
 bytes the peer's TCP has not acknowledged yet — and the connection is still ``ESTABLISHED``
-(``TCP_INFO``); the whole wait is bounded by ``timeout_secs``.
+(``TCP_INFO``).
+
+A stalled receiver is backpressure, not failure. While the receiver does not read (alive, its window
+closed), its TCP still answers our zero-window probes: ``send`` keeps waiting on the same connection,
+however long (a warning is logged once the wait passes ``timeout_secs``; shutdown's deadline still
+applies). Only a real error ends the wait: the connection reset, closed or no longer established, or
+the peer's TCP silent — retransmissions or window probes unanswered (``TCP_INFO``) for
+``timeout_secs``. Reconnecting on a mere stall would make the receiver read the batch twice: once from
+the old connection when it resumes, once from the new one.
 
 The batch being sent is the replay window (bounded by the runner's ``batch.max_bytes``): while
-waiting, the sink tracks how many of its bytes the peer's TCP has acknowledged. If the connection
-breaks or the wait times out, the connection is dropped and what is not known to be acknowledged
-goes back to the runner, which re-sends it on a new connection: on plain TCP, when the peer reset
-or closed the connection, every message after the last fully acknowledged one
-(``SendResult.retry``); otherwise the whole batch (``TransientSinkError``) — over TLS, whose record
-bytes do not map to messages, and after a timeout, where our own reset makes the receiver's kernel
-discard what its process had not read. The receiver may thus see part of a batch twice
-(at-least-once), never lose a byte its TCP did not acknowledge. Batches are not pipelined:
-docs/sinks.md has the measurement behind that choice.
+waiting, the sink tracks how many of its bytes the peer's TCP has acknowledged. After a real error the
+connection is dropped with a reset (``SO_LINGER`` 0: the kernel does not go on delivering it) and what
+is not known to be acknowledged goes back to the runner, which re-sends it on a new connection: on
+plain TCP every message after the last fully acknowledged one (``SendResult.retry``); over TLS, whose
+record bytes do not map to messages, or when nothing was acknowledged, the whole batch
+(``TransientSinkError``). The receiver may thus see part of a batch twice (at-least-once), never lose
+a byte its TCP did not acknowledge. Batches are not pipelined: docs/sinks.md has the measurement
+behind that choice.
 
 What remains unprotected: bytes the receiver's TCP acknowledged but the receiver process never read
 or wrote (it crashed, or was killed with data in its socket buffer). Plain TCP cannot tell; only an
@@ -38,7 +45,9 @@ import socket
 import ssl
 import struct
 import termios
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from agent.codecs import build_framer
@@ -70,6 +79,63 @@ def tcp_state(sock: Any) -> int | None:
     return int(sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0])
 
 
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    """What Linux ``TCP_INFO`` says about a connection, as far as liveness goes."""
+
+    state: int
+    #: Retransmission timeouts since the peer last acknowledged new data (``tcpi_retransmits``).
+    retransmits: int
+    #: Zero-window probes the peer has not answered (``tcpi_probes``; any answer resets it).
+    probes: int
+
+
+def tcp_info(sock: Any) -> TcpInfo | None:
+    """``TCP_INFO`` of ``sock``, or ``None`` where unsupported (non-Linux)."""
+    if _TCP_INFO is None:
+        return None
+    raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 8)
+    state, _ca, retransmits, probes = struct.unpack_from("4B", raw)
+    return TcpInfo(state, retransmits, probes)
+
+
+class PeerLiveness:
+    """Judges from successive ``TcpInfo`` samples whether the peer's TCP still answers.
+
+    A peer that stopped reading still acknowledges our window probes (``probes`` falls back to 0 with
+    every answer): alive, however long it stalls. A dead peer (host gone, cable cut) answers nothing:
+    retransmissions or probes stay unanswered; once they have for ``timeout_secs`` it is dead. The
+    kernel's own limits (``tcp_retries2``: ~15 minutes) are far longer, and ``TCP_USER_TIMEOUT`` is
+    not used because since Linux 5.11 it also ends a connection whose peer merely keeps its window
+    closed (the stall this sink waits out).
+    """
+
+    def __init__(self, timeout_secs: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._timeout = timeout_secs
+        self._now = monotonic
+        self._since: float | None = None
+
+    def reset(self) -> None:
+        """A new wait (or connection) begins."""
+        self._since = None
+
+    def dead(self, info: TcpInfo) -> str | None:
+        """The reason the peer counts as dead now, or ``None`` while it answers."""
+        if info.retransmits == 0 and info.probes == 0:
+            self._since = None
+            return None
+        now = self._now()
+        if self._since is None:
+            self._since = now
+        silent = now - self._since
+        if silent < self._timeout:
+            return None
+        return (
+            f"the peer's TCP has not answered for {silent:.0f}s "
+            f"({info.retransmits} retransmissions, {info.probes} window probes unanswered)"
+        )
+
+
 async def open_stream(
     host: str, port: int, ssl_ctx: ssl.SSLContext | None, server_name: str | None, timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -89,8 +155,13 @@ async def open_stream(
     except (OSError, ssl.SSLError) as exc:
         raise TransientSinkError(f"connect to {peer} failed: {_describe(exc)}") from None
     sock = writer.transport.get_extra_info("socket")
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):
+        # Keepalive finds a peer that died while the connection was idle before the next batch is
+        # written into it: probes after 60 s idle, every 10 s, 3 unanswered ones close it.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
     return reader, writer
 
 
@@ -116,16 +187,18 @@ class TcpSink:
         #: peer's TCP is known to have acknowledged (plain TCP only; 0 over TLS).
         self._ends: list[int] = []
         self._acked_bytes = 0
+        self._liveness = PeerLiveness(config.timeout_secs)
 
     async def start(self) -> None:
         if self._writer is None:  # starting a connected sink must not leak its connection
             await self._connect()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """Connect (and complete the TLS handshake) unless a usable connection is open; keep it."""
         if self._writer is not None and not self._usable(self._writer):
             self._drop("disconnect")
         await self.start()
+        return f"reachable: connected to {self._peer}" + (" (TLS)" if self._ssl is not None else "")
 
     async def _connect(self) -> asyncio.StreamWriter:
         try:
@@ -165,18 +238,14 @@ class TcpSink:
         if writer is None:
             writer = await self._connect()
         try:
-            async with asyncio.timeout(self._cfg.timeout_secs):
-                writer.write(data)
-                self._gauge(len(data))
-                await writer.drain()
-                await self._acknowledged(writer)
-        except TimeoutError:
-            # We reset the connection ourselves, and a reset makes the receiver's kernel discard
-            # what its process had not read yet: nothing of the batch can count as delivered.
+            writer.write(data)
+            self._gauge(len(data))
+            await self._acknowledged(writer)
+        except PeerDead as exc:
+            # Our reset makes the receiver's kernel discard what its process had not read yet:
+            # nothing of the batch can count as delivered.
             self._acked_bytes = 0
-            return self._broken(
-                f"{self._peer} did not acknowledge the batch within {self._cfg.timeout_secs}s"
-            )
+            return self._broken(f"{self._peer}: {exc}")
         except (OSError, ssl.SSLError) as exc:
             return self._broken(f"connection to {self._peer} broke: {_describe(exc)}")
         except asyncio.CancelledError:
@@ -212,16 +281,32 @@ class TcpSink:
             self._g_events.set(len(self._ends))
 
     async def _acknowledged(self, writer: asyncio.StreamWriter) -> None:
-        """Return once every byte is out of user space and acknowledged by the peer's TCP."""
+        """Return once every byte is out of user space and acknowledged by the peer's TCP.
+
+        Waits as long as the peer's TCP answers (a stall is backpressure); raises ``OSError`` when the
+        connection breaks and ``PeerDead`` when the peer stops answering for ``timeout_secs``.
+        """
         sock = writer.transport.get_extra_info("socket")
         delay = 0.0005
         zero_seen = False
+        self._liveness.reset()
+        started = time.monotonic()
+        warned = False
         while True:
             if writer.transport.is_closing():
                 raise ConnectionResetError("connection closed")
-            state = tcp_state(sock)
+            info = tcp_info(sock)
+            state = info.state if info is not None else None
             if state is not None and state != _ESTABLISHED:
                 raise ConnectionResetError(f"connection is {_TCP_STATES.get(state, state)}")
+            if info is not None and (reason := self._liveness.dead(info)) is not None:
+                raise PeerDead(reason)
+            if not warned and time.monotonic() - started > self._cfg.timeout_secs:
+                warned = True
+                log.warning(
+                    "Receiver is not reading; waiting on the same connection (backpressure).",
+                    extra={"sink": self.name, "peer": self._peer, "waited_secs": self._cfg.timeout_secs},
+                )
             pending = writer.transport.get_write_buffer_size()
             if _TCP_INFO is not None:
                 pending += unacked_bytes(sock)
@@ -244,9 +329,14 @@ class TcpSink:
             delay = min(delay * 2, _POLL_MAX_SECS)
 
     def _drop(self, event: str) -> None:
+        """Abandon the connection with a reset, so the kernel does not go on delivering its queue."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.transport.abort()
+            sock = writer.transport.get_extra_info("socket")
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if not writer.transport.is_closing():
+                writer.transport.abort()
             self._m.sink_connections.labels(self.name, event).inc()
 
     async def aclose(self) -> None:
@@ -260,6 +350,10 @@ class TcpSink:
                 await writer.wait_closed()
         except (TimeoutError, OSError, ssl.SSLError):
             writer.transport.abort()
+
+
+class PeerDead(Exception):
+    """The peer's TCP stopped answering (see ``PeerLiveness``)."""
 
 
 def _describe(exc: BaseException) -> str:

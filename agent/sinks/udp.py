@@ -46,9 +46,10 @@ class UdpSink:
         if self._sock is None:  # starting an open sink must not leak its socket
             await self._open()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """Resolve the receiver and connect the socket. All UDP can check: a datagram is never answered."""
         await self.start()
+        return f"resolved {self._peer} (UDP: nothing answers)"
 
     async def _open(self) -> socket.socket:
         loop = asyncio.get_running_loop()

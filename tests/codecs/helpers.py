@@ -7,6 +7,8 @@ so a test can check our output by reading it back the way a receiver would.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,27 @@ def sample_alerts() -> list[dict[str, Any]]:
         out += orjson.loads((DATA / name).read_bytes())["value"]
     out.append(orjson.loads((DATA / "alerts_v2_get_response.json").read_bytes()))
     return out
+
+
+def data_csv(name: str) -> list[dict[str, str]]:
+    """The rows of a CSV file under tests/data."""
+    return list(csv.DictReader(io.StringIO((DATA / name).read_text(encoding="utf-8"))))
+
+
+def doc_samples() -> list[dict[str, Any]]:
+    """Every alerts_v2 alert in Microsoft's documentation samples (tests/data/README.md)."""
+    out = sample_alerts()
+    out += orjson.loads((DATA / "graph" / "alerts_v2_list_response.json").read_bytes())["value"]
+    out.append(orjson.loads((DATA / "alerts_v2_update_response.json").read_bytes()))
+    incidents = orjson.loads((DATA / "incidents_list_expand_alerts_response.fixed.json").read_bytes())
+    out += [alert for incident in incidents["value"] for alert in incident.get("alerts", [])]
+    return out
+
+
+def synthetic_alert() -> dict[str, Any]:
+    """A made-up alert with every evidence type the codecs map (several devices, files, processes)."""
+    result: dict[str, Any] = orjson.loads((DATA / "alerts_v2_synthetic_all_evidence.json").read_bytes())
+    return result
 
 
 def base_alert() -> dict[str, Any]:

@@ -35,7 +35,7 @@ class TestDefaultMapping:
         assert ext["src"] == "1.1.1.1"
         assert ext["suser"] == "SYSTEM"
         assert ext["sntdom"] == "NT AUTHORITY"
-        assert ext["filePath"] == "C:\\Program Files\\temp"
+        assert ext["filePath"] == "C:\\Program Files\\temp\\MsSense.exe"  # full path, as FilePath means
         assert ext["fileHash"] == "8963a19fb992ad9a76576c5638fd68292cffb9aaac29eb8285f9abf6196a7dec"
         assert ext["fsize"] == "6136392"
         assert ext["cs5Label"] == "mitreTechniques" and ext["cs5"] == "T1564.001"
@@ -79,6 +79,44 @@ class TestDefaultMapping:
         _, ext = parse_cef(serializer({"type": "cef"}).encode(alert).decode())
         assert (ext["suser"], ext["sntdom"], ext["suid"]) == ("alice", "CONTOSO", "alice@contoso.com")
         assert ext["request"] == "https://x/?a=1"
+
+
+class TestFilePath:
+    """``filePath`` is the full path (CommonSecurityLog.FilePath: "including the file name")."""
+
+    @pytest.mark.parametrize("codec", ["cef", "leef"])
+    @pytest.mark.parametrize(
+        ("details", "expected"),
+        [
+            ({"filePath": "C:\\Windows\\System32\\", "fileName": "a.dll"}, "C:\\Windows\\System32\\a.dll"),
+            ({"filePath": "/usr/bin", "fileName": "curl"}, "/usr/bin/curl"),
+            ({"filePath": "/tmp", "fileName": None}, None),  # a directory alone is not a file's path
+            ({"filePath": None, "fileName": "x.exe"}, None),
+        ],
+    )
+    def test_directory_and_name_joined(
+        self, codec: str, details: dict[str, object], expected: str | None
+    ) -> None:
+        """Graph's directory and file name are joined with the directory's own separator."""
+        alert = base_alert()
+        alert["evidence"][1]["fileDetails"].update(details)
+        text = serializer({"type": codec}).encode(alert).decode()
+        values = _attrs(codec, text)
+        assert values.get("filePath") == expected
+
+    @pytest.mark.parametrize("codec", ["cef", "leef"])
+    def test_mapping_to_a_text_is_kept(self, codec: str) -> None:
+        """A user mapping that points ``filePath`` at a text keeps that text."""
+        cfg = {"type": codec, "mapping": {"filePath": "evidence[fileEvidence].fileDetails.filePath"}}
+        values = _attrs(codec, serializer(cfg).encode(base_alert()).decode())
+        assert values["filePath"] == "C:\\Program Files\\temp"
+
+
+def _attrs(codec: str, text: str) -> dict[str, str]:
+    if codec == "cef":
+        return parse_cef(text)[1]
+    head = text.split("|", 6)
+    return dict(p.split("=", 1) for p in head[6].split("^"))
 
 
 class TestConfig:

@@ -44,7 +44,7 @@ class TestEcs:
         alert = base_alert()
         doc = orjson.loads(serializer({"type": "ecs"}).encode(alert))
         assert doc["@timestamp"] == alert["lastUpdateDateTime"]
-        assert doc["event"]["kind"] == "alert" and doc["event"]["severity"] == 3
+        assert doc["event"]["kind"] == "alert" and doc["event"]["severity"] == 21  # low
         assert doc["event"]["id"] == alert["id"]
         assert doc["rule"] == {
             "id": alert["detectorId"], "name": alert["title"], "description": alert["description"],

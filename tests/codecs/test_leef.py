@@ -24,7 +24,7 @@ class TestLeef:
             "Microsoft",
             "Graph Security",
             "alerts_v2",
-            "e0da400f-affd-43ef-b1d5-afc2eb6f2756",
+            "DefenseEvasion",  # EventID: the category (deploy/qradar/qid-map.csv), not the detector
             "^",
         ]
         assert attrs["sev"] == "3"

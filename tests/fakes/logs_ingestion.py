@@ -73,6 +73,10 @@ class FakeLogsIngestion:
         #: How each successful token request authenticated: "secret" or "assertion".
         self.grants: list[str] = []
         self.forbidden = False
+        #: Set: the token endpoint answers 307 to this URL (a hijacked or misconfigured authority).
+        self.token_redirect: str | None = None
+        #: Set: discovery for any other tenant answers 400 AADSTS90002, as Entra ID does.
+        self.known_tenants_only = False
         #: Cleared: every ingestion call waits (for cancellation tests).
         self.hold = asyncio.Event()
         self.hold.set()
@@ -103,7 +107,13 @@ class FakeLogsIngestion:
         return form.get("client_secret") == CLIENT_SECRET, "secret"
 
     async def _oidc(self, request: web.Request) -> web.Response:
-        base = f"{self.url}/{request.match_info['tenant']}"
+        tenant = request.match_info["tenant"]
+        if self.known_tenants_only and tenant != TENANT:
+            description = f"AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID."
+            return web.json_response(
+                {"error": "invalid_tenant", "error_description": description}, status=400
+            )
+        base = f"{self.url}/{tenant}"
         return web.json_response(
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -115,6 +125,8 @@ class FakeLogsIngestion:
 
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
+        if self.token_redirect is not None:
+            raise web.HTTPTemporaryRedirect(self.token_redirect)
         form = await request.post()
         credential_ok, how = self._credential_ok(form, request.match_info["tenant"])
         ok = (

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from agent.app import Agent
 from agent.checkpoint import CheckpointStore
 from agent.config import load_settings
+from tests.support.agent_process import read_checkpoint
 from tests.support.simulator import SimEnv, agent_config
 from tests.support.sinks import RecordingSink
 from tests.support.wait import until
@@ -135,7 +136,7 @@ class TestBackpressure:
         code = await asyncio.wait_for(task, 15)
         assert code == 0
         assert blocked is not None
-        assert not (tmp_path / "state" / "test.checkpoint.json").exists()
+        assert read_checkpoint(tmp_path / "state", "test") == {}
         assert len(stalled.delivered) == 0
 
 

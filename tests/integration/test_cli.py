@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.support.agent_process import read_checkpoint
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
 
@@ -124,10 +125,7 @@ class TestProcessLifecycle:
         ckpt = tmp_path / "state" / "cli.checkpoint.json"
 
         def cursor_committed() -> bool:
-            if not ckpt.exists():
-                return False
-            doc = orjson.loads(ckpt.read_bytes())
-            return any(s["cursor"] for s in doc["streams"].values())
+            return any(s["cursor"] for s in read_checkpoint(ckpt.parent, "cli").values())
 
         proc = await asyncio.create_subprocess_exec(
             *EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.PIPE

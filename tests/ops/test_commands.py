@@ -42,7 +42,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 class TestCheckConnectivity:
     async def test_all_ok(self, tmp_path: Path, graph_sim: SimEnv) -> None:
-        """Token, one alert with $top=1, every sink opened: each reported ok, exit 0."""
+        """Token, one alert with $top=1, every sink asked: each reported ok with what was checked, exit 0."""
         graph_sim.sim.add_alerts(3)
         rcv = TcpReceiver()
         port = await rcv.start()
@@ -64,7 +64,8 @@ class TestCheckConnectivity:
             await rcv.stop()
         assert code == 0, out + err
         assert "source sim: ok (token acquired; alerts_v2: 1 item(s))" in out
-        assert "sink file: ok (opened)" in out and "sink syslog: ok (opened)" in out
+        assert f"sink file: ok ({tmp_path / 'out.jsonl'} writable)" in out, out
+        assert "sink syslog: ok (reachable: connected to 127.0.0.1:" in out, out
         tops = [r.query.get("$top") for r in graph_sim.sim.graph_requests() if r.status == 200]
         assert tops == ["1"]
         assert rcv.accepted == 2, "each run opens the TCP sink once"
@@ -85,7 +86,7 @@ class TestCheckConnectivity:
             "source sim: FAILED (token request for tenant" in out and "invalid_client (AADSTS7000215)" in out
         )
         assert f"sink syslog: FAILED (connect to 127.0.0.1:{port} failed: ConnectionRefusedError" in out
-        assert "sink file: ok (opened)" in out
+        assert "sink file: ok (" in out and "writable)" in out
         assert wrong not in out + err and "Traceback" not in err
 
     async def test_http_sinks_are_asked_not_just_built(self, tmp_path: Path, graph_sim: SimEnv) -> None:
@@ -112,7 +113,8 @@ class TestCheckConnectivity:
         finally:
             await hec.stop()
         assert code == 1, out + err
-        assert "sink hec: ok" in out and hec.received == []
+        assert f"sink hec: ok (reachable: HEC health {hec.url}/services/collector/health: HTTP 200" in out
+        assert hec.received == []
         refused = f"cannot connect to 127.0.0.1:{closed}"
         assert f"sink webhook: FAILED (HEAD http://127.0.0.1:{closed}/in: {refused}" in out, out
         assert f"sink es: FAILED (GET http://127.0.0.1:{closed}/: {refused}" in out, out
@@ -217,6 +219,21 @@ class TestCheckpointCommands:
         assert not path.exists() and len(list(path.parent.glob("test.checkpoint.json.reset-*"))) == 1
         code, out, _ = await cli("checkpoint", "show", "--config", str(cfg), environ=e)
         assert code == 0 and "no checkpoint yet" in out
+
+    async def test_show_and_reset_need_no_secret(self, tmp_path: Path, graph_sim: SimEnv) -> None:
+        """With the recommended ``{ credential = … }`` and no ``$CREDENTIALS_DIRECTORY`` (an admin shell),
+        ``checkpoint show``/``reset`` still work: they read only ``state_dir`` and ``name``."""
+        path = self._write(tmp_path)
+        src = graph_sim.source(client_secret={"credential": "graph-secret"})
+        data = agent_config(tmp_path / "state", [src], [file_sink(tmp_path / "o")])
+        cfg = write_toml(tmp_path / "agent.toml", data)
+        environ = {k: v for k, v in env().items() if k != "CREDENTIALS_DIRECTORY"}
+        code, _, err = await cli("validate", "--config", str(cfg), environ=environ)
+        assert code == 78 and "CREDENTIALS_DIRECTORY is not set" in err
+        code, out, err = await cli("checkpoint", "show", "--config", str(cfg), environ=environ)
+        assert code == 0 and "a/alerts_v2/all: cursor 20" in out, err
+        code, out, err = await cli("checkpoint", "reset", "--config", str(cfg), environ=environ)
+        assert code == 0 and "checkpoint moved aside to" in out and not path.exists(), err
 
     async def test_reset_refused_while_the_agent_runs(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         """The running agent holds the state lock: reset exits 74 and changes nothing; a second agent too."""

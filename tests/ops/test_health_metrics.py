@@ -77,7 +77,7 @@ class TestReadiness:
                 await poll_readyz()
                 await asyncio.sleep(0.05)
             assert statuses[-1][0] == 503, statuses[-1]
-            assert "sink siem: NOT READY (down)" in statuses[-1][1]
+            assert "sink siem: NOT READY (down: connect to 127.0.0.1:" in statuses[-1][1]
             assert "stream sim/alerts_v2/all: ok" in statuses[-1][1]
             _, metrics = await get(url + "/metrics")
             assert sample(metrics, "siem_agent_sink_up", sink="siem") == 0.0

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 from agent.app import Agent
@@ -75,9 +76,12 @@ class TestDockerfile:
         py = str(venv / "bin" / "python")
         for step in steps[1:-1]:
             assert step.startswith("/opt/siem-agent/bin/pip install"), step
-            if "--upgrade pip" in step:
-                continue  # needs the network; the dev venv's pip stands in
-            assert step.endswith(" ."), step
+            if "-r requirements.lock" in step:
+                # Needs the network; the dev venv's packages stand in. The lock itself is checked in
+                # test_lock_pins_every_dependency_with_hashes.
+                assert "--require-hashes" in step and "--no-deps" in step, step
+                continue
+            assert step.endswith(" .") and "--no-deps" in step and "--no-build-isolation" in step, step
             subprocess.run(
                 [
                     py,
@@ -148,6 +152,36 @@ class TestDockerfile:
             assert await asyncio.wait_for(task, 15) == 0
         agent.ops = type("Stopped", (), {"port": port})()  # type: ignore[assignment]
         assert await probe() != 0
+
+    def test_lock_pins_every_dependency_with_hashes(self) -> None:
+        """requirements.lock pins every runtime dependency and the build backend, each with hashes, at
+        versions inside pyproject.toml's floors; the Dockerfile copies it and the base is a digest."""
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        wanted = [Requirement(r) for r in project["project"]["dependencies"]]
+        wanted += [Requirement(r) for r in project["build-system"]["requires"]]
+        text = re.sub(r"\\\n\s*", " ", (ROOT / "requirements.lock").read_text())
+        pinned: dict[str, tuple[str, int]] = {}
+        for line in text.splitlines():
+            match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
+            if match:
+                pinned[canonicalize_name(match.group(1))] = (match.group(2), match.group(3).count("--hash"))
+        for req in wanted:
+            name = canonicalize_name(req.name)
+            assert name in pinned, f"{req.name} is not in requirements.lock"
+            version, hashes = pinned[name]
+            assert hashes >= 1 and req.specifier.contains(version), (
+                f"{req.name}=={version} vs {req.specifier}"
+            )
+        assert all(n for n, _ in pinned.values())
+        copied = " ".join(a for o, a, s in instructions() if o == "COPY" and s == 0)
+        assert "requirements.lock" in copied
+        froms = [a for o, a, _ in instructions() if o == "FROM"]
+        base = next(a for o, a, _ in instructions() if o == "ARG" and a.startswith("BASE="))
+        assert re.fullmatch(r"BASE=python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
+        assert all(f.startswith("${BASE}") for f in froms), froms
 
     def test_runtime_image_contract(self) -> None:
         """Exec-form entrypoint (the agent is PID 1 and gets SIGTERM), non-root, state in the volume,

@@ -48,3 +48,8 @@ class TestUnit:
         assert d["LoadCredential"] and d["Restart"] == ["on-failure"]
         stop = int(d["TimeoutStopSec"][0].rstrip("s"))
         assert stop > 30, "TimeoutStopSec must exceed the default shutdown_timeout_secs (30)"
+
+    def test_descriptor_limit_and_private_mounts(self) -> None:
+        """An explicit descriptor limit well above what the agent can use (ops port capped at 32)."""
+        d = directives(UNIT.read_text())
+        assert int(d["LimitNOFILE"][0]) >= 1024 and d["PrivateMounts"] == ["yes"]

@@ -240,6 +240,11 @@ class Receiver:
         assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
         self.process.send_signal(signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`: the daemon reads (and writes out) again."""
+        assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"
+        self.process.send_signal(signal.SIGCONT)
+
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` and wait (bounded) for the daemon to exit."""
         assert self.process is not None and self.process.poll() is None, f"{self.name} is not running"

@@ -17,6 +17,10 @@ alerts that already arrived get a new version. Then a last run drains everything
   loop may add before it reaches the limit.
 
 Runtime: about 15-25 s per sink.
+
+``test_sigkill_at_default_settings_resends_at_most_one_batch_per_kill`` is issue #15's case: every
+delivery setting at its default, a TCP sink, 5,000 alerts, 3 kills; at most ``batch.max_events``
+re-sent per kill (the agent before the checkpoint journal re-sent 500-1,000 per kill here). ~10 s.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from agent.simulator.server import backdate
@@ -169,3 +174,76 @@ async def test_sigkill_during_delivery_loses_nothing(
     else:
         bound = KILLS * 2 * (BATCH_MAX_EVENTS + PAGE_SIZE - 1)
         assert duplicates <= bound, f"{duplicates} duplicates > bound {bound} (kill points {kill_points})"
+
+
+# -- issue #15: default settings, full speed, TCP ---------------------------------------------------
+
+DEFAULT_BACKLOG = 5000
+DEFAULT_KILLS = 3
+DEFAULT_BATCH = 500  # batch.max_events's default (asserted below against the config model)
+
+
+async def test_sigkill_at_default_settings_resends_at_most_one_batch_per_kill(
+    tmp_path: Path, graph_sim: SimEnv
+) -> None:
+    """A 5,000-alert backlog over TCP at full speed, every delivery setting at its default (checkpoint,
+    batch, queue, page size), SIGKILLed 3 times at seeded-random points while alerts stream: each kill
+    makes the restarted agent re-send at most one batch (``batch.max_events``), and nothing is lost.
+
+    Duplicates are attributed to the kill before the run that re-sent them: a version received after
+    kill *k* that the receiver already had before it."""
+    from agent.pipeline.config import BatchConfig
+    from tests.fakes.syslog import TcpReceiver
+
+    assert BatchConfig().max_events == DEFAULT_BATCH
+    rng = random.Random(SEED + 15)
+    start = backdate(1200)
+    for i in range(DEFAULT_BACKLOG):
+        graph_sim.sim.add_alerts(1, when=start + timedelta(milliseconds=200 * i))
+    expected = current_versions(graph_sim)
+    rcv = TcpReceiver()
+    await rcv.start()
+    sink = {"type": "tcp", "name": "tcp", "host": "127.0.0.1", "port": rcv.port, "codec": {"type": "json"}}
+    source = fast_source(graph_sim.source(), poll_interval_secs=60.0)  # no Graph budget limit
+    del source["page_size"]  # the default (500), like every delivery setting below
+    settings = agent_settings(tmp_path / "state", [source], [sink])
+    del settings["checkpoint_interval_secs"]
+    agent = AgentProcess(write_config(tmp_path / "agent.toml", settings), tmp_path / "agent.log")
+
+    def versions(messages: list[bytes]) -> list[Version]:
+        docs = [orjson.loads(m) for m in messages]
+        return [(str(d["id"]), str(d["lastUpdateDateTime"])) for d in docs]
+
+    marks: list[int] = []  # receiver message count once each killed run's connection is gone
+    try:
+        for _ in range(DEFAULT_KILLS):
+            goal = len(rcv.messages) + rng.randint(300, 1500)
+            agent.start()
+            await until(lambda g=goal: len(rcv.messages) >= g or not agent.alive(), 60, "deliveries")  # type: ignore[misc]
+            assert agent.alive(), agent.log_text(this_run=True)[-3000:]
+            agent.kill()
+            await until(lambda: not rcv.conns, 10, "the killed agent's connection to close")
+            marks.append(len(rcv.messages))
+        agent.start()
+        await until(
+            lambda: len(rcv.messages) >= len(expected) and expected <= set(versions(rcv.messages)),
+            60,
+            "every version at the receiver",
+        )
+        assert await agent.stop() == 0
+    finally:
+        agent.kill()
+        await rcv.stop()
+
+    got = versions(rcv.messages)
+    assert set(got) == expected, f"lost {len(expected - set(got))}, unexpected {len(set(got) - expected)}"
+    bounds = [*marks, len(got)]
+    per_kill = []
+    for k, mark in enumerate(marks):
+        earlier = set(got[:mark])
+        per_kill.append(sum(1 for v in got[mark : bounds[k + 1]] if v in earlier))
+    assert all(mark > 0 for mark in marks) and marks[-1] < len(expected), "kills must land mid-backlog"
+    print(f"duplicates per kill: {per_kill} (kills after {marks} messages)")
+    assert max(per_kill) <= DEFAULT_BATCH, f"duplicates per kill {per_kill} > one batch ({DEFAULT_BATCH})"
+    errors = [r for r in agent.log_records() if r.get("level") in ("error", "critical") or "raw" in r]
+    assert errors == [], errors[:5]

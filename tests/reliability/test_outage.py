@@ -110,7 +110,7 @@ async def test_receiver_outage_pauses_polling_bounded_memory_readyz_and_no_loss(
             return readyz[0][0] == 503
 
         await until_async(not_ready, 20, "/readyz 503")
-        assert f"sink {SINK}: NOT READY (down)" in readyz[0][1], readyz[0][1]
+        assert f"sink {SINK}: NOT READY (down: " in readyz[0][1], readyz[0][1]
 
         metrics: list[str] = [""]
 

@@ -58,6 +58,11 @@ def test_missing_secret_env_names_variable_not_value(monkeypatch: pytest.MonkeyP
             },
             "either api_key",
         ),
+        (
+            {"type": "elasticsearch", "url": "http://h", "index": "logs-x-default", "data_stream": True}
+            | {"codec": {"type": "ecs"}},
+            "logs-microsoft_graph.alert-default",
+        ),
         ({"type": "http", "url": "ftp://h"}, "should match"),
         (
             {

@@ -11,10 +11,10 @@ from agent.clock import SystemClock
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.sinks import SinkContext
 from agent.sinks.http.client import retry_after
-from agent.sinks.http.splunk_hec import SplunkHecSink, epoch_seconds
+from agent.sinks.http.splunk_hec import SplunkHecSink, default_sourcetype, epoch_seconds
 from tests.fakes import hec as H
 from tests.fakes.hec import FakeHec
-from tests.sinks.conftest import build, events
+from tests.sinks.conftest import build, config, events
 
 
 def table(hec: FakeHec, **over: object) -> dict[str, object]:
@@ -41,7 +41,7 @@ class TestDelivery:
         assert env["event"] == evs[0].alert  # a JSON codec embeds the object, not a string
         assert env["time"] == pytest.approx(epoch_seconds("2026-03-01T10:00:00.1234567Z"))
         assert (env["host"], env["index"], env["fields"]) == ("agent-1", "security", {"tenant": "contoso"})
-        assert env["sourcetype"] == "microsoft:graph:security:alert"
+        assert env["sourcetype"] == "ms365:defender:incident:alerts"  # json: Splunk_TA_MS_Security's
         channels = {r.get("X-Splunk-Request-Channel") for r in fake_hec.requests}
         assert len(channels) == 1 and None not in channels
         assert all(r.get("Content-Encoding") == "gzip" for r in fake_hec.requests)
@@ -72,7 +72,22 @@ class TestDelivery:
         ev = events(1)[0]
         await sink.send([type(ev)(ev.alert, b"CEF:0|Microsoft|Graph Security|x|y|z|9|")])
         assert fake_hec.indexed[0]["event"] == "CEF:0|Microsoft|Graph Security|x|y|z|9|"
+        assert fake_hec.indexed[0]["sourcetype"] == "microsoft:graph:security:alert:cef"
         await sink.aclose()
+
+    @pytest.mark.parametrize(
+        ("codec", "sourcetype"),
+        [
+            ({"type": "syslog5424", "msg": {"type": "cef"}}, "microsoft:graph:security:alert:cef"),
+            ({"type": "leef"}, "microsoft:graph:security:alert"),
+            ({"type": "ecs"}, "microsoft:graph:security:alert"),
+        ],
+    )
+    def test_default_sourcetype_by_codec(self, codec: dict[str, object], sourcetype: str) -> None:
+        """Unset ``sourcetype`` follows the codec; a configured one is used as is."""
+        hec = {"type": "splunk_hec", "url": "https://splunk.example:8088", "token": "t", "codec": codec}
+        assert default_sourcetype(config(hec).codec) == sourcetype
+        assert config(hec | {"sourcetype": "mine"}).sourcetype == "mine"
 
 
 class TestFailures:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ import pytest
 from agent.errors import ConfigError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.simulator.tls import make_tls
-from agent.sinks import SinkContext
+from agent.sinks import SendResult, SinkContext
+from agent.sinks.tcp import PeerLiveness, TcpInfo, tcp_info
 from tests.fakes.syslog import TcpReceiver
 from tests.fakes.tls import make_client_cert
 from tests.sinks.conftest import RunnerHarness, alert, build, events, ids_of
@@ -45,19 +48,57 @@ class TestFraming:
 
 
 class TestAcknowledgement:
-    async def test_unread_bytes_are_not_acknowledged(self, ctx: SinkContext) -> None:
-        """A receiver whose TCP window is full never gets a batch acknowledged: the send times out."""
+    async def test_unread_bytes_are_not_acknowledged_and_a_stall_is_waited_out(
+        self, ctx: SinkContext, metrics: AgentMetrics, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A receiver whose window is full never gets a batch acknowledged; the send keeps waiting on
+        the same connection past ``timeout_secs`` (the peer's TCP answers its window probes), and
+        completes once the receiver reads again: one connection, every message exactly once."""
         rcv = TcpReceiver(rcvbuf=4096)
         await rcv.start()
         rcv.pause()
-        sink = build(table(rcv.port, timeout_secs=0.5), ctx)
-        big = events(1, title="x" * 4_000_000)
-        with pytest.raises(TransientSinkError, match="did not acknowledge"):
-            await sink.send(big)
+        sink = build(table(rcv.port, timeout_secs=0.3), ctx)
+        big = events(300, title="x" * 10_000)
+        task = asyncio.create_task(sink.send(big))
+        stalled_at = time.monotonic()
+        # The subject is a stall's duration: let it outlast the timeout three times over.
+        await until(lambda: time.monotonic() - stalled_at > 3 * 0.3 or task.done(), 10, "3 x timeout")
+        assert not task.done() and metrics.sink_unacked_bytes.labels("test")._value.get() > 0
+        assert any("Receiver is not reading" in r.getMessage() for r in caplog.records)
         rcv.resume()
-        await sink.send(events(2))  # a new connection; the old one was dropped
-        await rcv.wait_messages(2)
-        assert ids_of(rcv.messages[-2:]) == ids_of([e.payload for e in events(2)])
+        assert await asyncio.wait_for(task, 20) == SendResult()
+        await rcv.wait_messages(300)
+        assert sorted(ids_of(rcv.messages)) == sorted(e.alert["id"] for e in big)
+        assert rcv.accepted == 1
+        assert metrics.sink_connections.labels("test", "error")._value.get() == 0
+        await sink.aclose()
+        await rcv.stop()
+
+    async def test_stall_longer_than_the_timeout_makes_no_duplicates_through_the_runner(
+        self, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Issue #15: the receiver stops reading mid-stream for longer than the sink's timeout, then
+        resumes: zero duplicates, nothing lost, no reconnect."""
+        rcv = TcpReceiver(rcvbuf=4096)
+        await rcv.start()
+        t = table(rcv.port, timeout_secs=0.3, batch={"max_events": 100, "timeout_secs": 0})
+        sink = build(t, ctx)
+        harness = RunnerHarness(sink, t, metrics, tmp_path)
+        alerts = [alert(i, title="s" * 2000) for i in range(1500)]
+        feeder = asyncio.create_task(harness.feed(alerts, per_batch=50))
+        run = asyncio.create_task(harness.runner.run())
+        await rcv.wait_messages(200, timeout=30)
+        rcv.pause()
+        unacked = metrics.sink_unacked_bytes.labels("test")
+        await until(lambda: unacked._value.get() > 0, 10, "bytes waiting for the paused receiver")
+        stalled_at = time.monotonic()
+        await until(lambda: time.monotonic() - stalled_at > 3 * 0.3, 10, "the stall to outlast the timeout")
+        rcv.resume()
+        await asyncio.wait_for(asyncio.gather(feeder, run), timeout=60)
+        got = ids_of(rcv.messages)
+        assert len(got) == len(set(got)) == len(alerts), f"{len(got) - len(set(got))} duplicates"
+        assert rcv.accepted == 1 and metrics.sink_resent.labels("test")._value.get() == 0
+        assert any("Receiver is not reading" in r.getMessage() for r in caplog.records)
         await sink.aclose()
         await rcv.stop()
 
@@ -219,3 +260,56 @@ class TestTls:
             build(
                 table(1, tls={"cert_file": str(tmp_path / "nope.pem"), "key_file": str(tmp_path / "k")}), ctx
             )
+
+
+class TestPeerLiveness:
+    """What counts as a dead peer, from ``TCP_INFO`` samples (a dead host cannot be made on loopback)."""
+
+    class Clock:
+        def __init__(self) -> None:
+            self.t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    def test_a_stalled_peer_answering_its_probes_is_alive_however_long(self) -> None:
+        """Window probes come and go answered (probes back to 0): never dead."""
+        clock = self.Clock()
+        live = PeerLiveness(30, clock)
+        for step in range(100):
+            clock.t = step * 10.0
+            assert live.dead(TcpInfo(1, 0, 1 if step % 2 else 0)) is None
+
+    def test_unanswered_retransmissions_for_the_timeout_are_a_dead_peer(self) -> None:
+        """Retransmissions unanswered for timeout_secs: dead, with the counts in the reason."""
+        clock = self.Clock()
+        live = PeerLiveness(30, clock)
+        assert live.dead(TcpInfo(1, 1, 0)) is None
+        clock.t = 29.0
+        assert live.dead(TcpInfo(1, 4, 0)) is None
+        clock.t = 31.0
+        reason = live.dead(TcpInfo(1, 5, 0))
+        assert reason is not None and "not answered for 31s" in reason and "5 retransmissions" in reason
+
+    def test_unanswered_probes_are_a_dead_peer_and_an_answer_resets(self) -> None:
+        """Probes unanswered count too; any answer starts the clock again."""
+        clock = self.Clock()
+        live = PeerLiveness(5, clock)
+        assert live.dead(TcpInfo(1, 0, 2)) is None
+        clock.t = 4.0
+        assert live.dead(TcpInfo(1, 0, 0)) is None
+        clock.t = 8.0
+        assert live.dead(TcpInfo(1, 0, 1)) is None
+        clock.t = 14.0
+        assert live.dead(TcpInfo(1, 0, 3)) is not None
+
+    def test_tcp_info_reads_a_real_socket(self) -> None:
+        """The parser reads the kernel's struct: an established loopback connection, nothing unanswered."""
+        server = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        try:
+            assert tcp_info(client) == TcpInfo(1, 0, 0)
+        finally:
+            for s in (client, peer, server):
+                s.close()

@@ -12,6 +12,9 @@ the alerts missing at the end are at most the measured gaps plus one frame per s
 receiver had partly read), every batch was committed, and the sink reconnected after every stop.
 Not asserted: zero loss — a receiver whose TCP acknowledged data and then died loses it, and only
 an application-level acknowledgement (the ``relp`` sink, test_relp.py) closes that gap.
+
+The freeze test (issue #15) stops the receiver with SIGSTOP for three times the sink's timeout and
+resumes it: every alert exactly once, no reconnect (the sink before the fix wrote one batch twice).
 """
 
 from __future__ import annotations
@@ -137,3 +140,53 @@ async def test_receiver_stops_lose_at_most_the_measured_gap(
     assert lost_bytes <= bound, f"lost {len(lost)} alerts ({lost_bytes} bytes), gaps {gaps}: {lost[:20]}"
     assert len(harness.commits) == len(alerts) // 25
     assert reconnects() >= expected_reconnects >= 1
+
+
+async def test_a_frozen_receiver_is_waited_for_without_duplicates(
+    receiver: Receiver, ctx: SinkContext, metrics: AgentMetrics, tmp_path: Path
+) -> None:
+    """Issue #15: the real receiver stops reading (SIGSTOP) for three times the sink's timeout while
+    a batch waits in its window, then resumes (SIGCONT): every alert is written exactly once, on the
+    one connection (no reconnect, nothing re-sent)."""
+    rcv = receiver
+    port = rcv.ports["tcp"]
+    timeout = 1.0
+    t = {
+        "type": "tcp",
+        "host": "127.0.0.1",
+        "port": port,
+        "codec": CODEC,
+        "batch": {"max_events": 200, "timeout_secs": 0},
+        "timeout_secs": timeout,
+    }
+    sink = build(t, ctx)
+    harness = RunnerHarness(sink, t, metrics, tmp_path)
+    # Enough to fill the frozen receiver's socket buffer (several MiB on loopback) and ours.
+    alerts = [alert(i, title="f" * 1500) for i in range(12_000)]
+    feeder = asyncio.create_task(harness.feed(alerts, per_batch=100))
+    run = asyncio.create_task(harness.runner.run())
+    unacked = metrics.sink_unacked_bytes.labels("test")
+    try:
+        await until(lambda: len(rcv.id_counts(ALERT_ID)) >= 500, timeout=30, what="the first alerts")
+        rcv.freeze()
+        await until(lambda: unacked._value.get() > 0 and not run.done(), timeout=30, what="a full window")
+        frozen_at = time.monotonic()
+        while time.monotonic() - frozen_at < 3 * timeout:  # the subject: a stall longer than the timeout
+            assert not run.done()
+            await asyncio.sleep(0.05)
+        assert unacked._value.get() > 0, "the receiver's buffers never filled: nothing was stalled"
+        rcv.thaw()
+        await asyncio.wait_for(asyncio.gather(feeder, run), timeout=120)
+    finally:
+        if rcv.process is not None and rcv.process.poll() is None:
+            rcv.thaw()
+    await sink.aclose()
+    deadline = time.monotonic() + 30
+    while len(rcv.id_counts(ALERT_ID)) < len(alerts) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    counts = rcv.id_counts(ALERT_ID)
+    assert len(counts) == len(alerts), f"{len(alerts) - len(counts)} missing"
+    duplicated = [i for i, n in counts.items() if n > 1]
+    assert duplicated == [], f"{len(duplicated)} alerts written twice"
+    assert metrics.sink_reconnects.labels("test")._value.get() == 0
+    assert metrics.sink_resent.labels("test")._value.get() == 0

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from agent.checkpoint import CheckpointStore
+from agent.errors import StateError
 from tests.support.wait import until
 
 EXE = [sys.executable, "-m", "agent.cli"]
@@ -243,6 +245,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         assert isinstance(doc, dict), f"{path}:{n + 1} is not a JSON object"
         out.append(doc)
     return out
+
+
+def read_checkpoint(state_dir: Path, name: str) -> dict[str, dict[str, Any]]:
+    """The committed state as another process sees it now (snapshot + journal, read only):
+    ``{stream: {"cursor", "seen"}}``; empty while nothing was committed."""
+    store = CheckpointStore(state_dir, name, lambda: "")
+    try:
+        streams = store.load()
+    except StateError:
+        return {}  # mid-compaction or mid-append: the caller polls again
+    return {n: {"cursor": s.cursor, "seen": dict(s.seen)} for n, s in streams.items()}
 
 
 def fast_source(source: dict[str, Any], **overrides: Any) -> dict[str, Any]:

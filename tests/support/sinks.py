@@ -26,8 +26,8 @@ class RecordingSink:
     async def start(self) -> None:
         return None
 
-    async def healthcheck(self) -> None:
-        return None
+    async def healthcheck(self) -> str:
+        return "recording"
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         self.attempts += 1

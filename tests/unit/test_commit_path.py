@@ -120,3 +120,53 @@ class TestPipeline:
         await pipeline.close()
         with pytest.raises(Stopping):
             await pipeline.emit(Batch("s", [{"id": "x"}], Commit()))
+
+
+class TestDurableBarrier:
+    async def test_a_sink_sends_its_next_batch_only_once_the_last_commit_is_written(
+        self, tmp_path: Path
+    ) -> None:
+        """With ``checkpoint_interval_secs = 0`` the runner waits for its batch's commit to reach the
+        store before sending the next batch: a crash can only re-send the batch being sent."""
+        import threading
+
+        class SlowStore(MemoryStore):
+            def __init__(self) -> None:
+                super().__init__()
+                self.release = threading.Event()
+                self.saving = threading.Event()
+
+            def save(self) -> None:
+                self.saving.set()
+                assert self.release.wait(10)
+                super().save()
+
+        store, m = SlowStore(), AgentMetrics(CollectorRegistry())
+        commits = CommitPath(store, m, SystemClock(), 0)
+        dead = DeadLetterFile(tmp_path / "dead.jsonl", lambda: TS)
+        pipeline = Pipeline(commits, dead, m, asyncio.Event())
+        sink = RecordingSink("a")
+        pipeline.add_lane(LaneConfig(name="a", batch={"max_events": 1, "timeout_secs": 0}), sink)
+        writer = asyncio.create_task(commits.run())
+        runner = asyncio.create_task(pipeline.lanes[0].runner.run())
+        try:
+            for i in range(2):
+                alert = {"id": f"x{i}", "lastUpdateDateTime": TS}
+                await pipeline.emit(Batch("s", [alert], Commit(seen={f"x{i}": TS})))
+            await until(store.saving.is_set, what="the first commit being written")
+            assert sink.attempts == 1, "the second batch went out before the first was durable"
+            store.release.set()
+            await until(lambda: sink.attempts == 2 and store.saves == 2, what="the second batch")
+        finally:
+            store.release.set()
+            await pipeline.close()
+            await asyncio.wait_for(runner, 10)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        assert set(store.streams["s"].seen) == {"x0", "x1"}
+
+    async def test_with_an_interval_nothing_waits(self) -> None:
+        """``checkpoint_interval_secs > 0``: ``durable`` returns at once (coalesced writes)."""
+        commits = CommitPath(MemoryStore(), AgentMetrics(CollectorRegistry()), SystemClock(), 5)
+        commits.commit("s", Commit(cursor=TS))
+        await asyncio.wait_for(commits.durable(), 1)

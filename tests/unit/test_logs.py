@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
+from pathlib import Path
 
 import orjson
 
-from agent.logs import JsonFormatter, RepeatFilter
+from agent.logs import JsonFormatter, ReopeningFileHandler, RepeatFilter
 
 
 def record(msg: str, created: float, level: int = logging.WARNING, **extra: object) -> logging.LogRecord:
@@ -81,3 +84,17 @@ class TestSuppressedCounter:
         agent.metrics.refresh()  # idempotent: counts the difference only
         got = agent.registry.get_sample_value("siem_agent_log_lines_suppressed_total", {"reason": "repeated"})
         assert got == 4
+
+
+class TestLogFile:
+    def test_log_file_is_created_0640_whatever_the_umask(self, tmp_path: Path) -> None:
+        """A permissive umask (022) must not make the log world-readable; a strict one (077) still wins."""
+        for umask, expected in ((0o022, 0o640), (0o077, 0o600)):
+            path = tmp_path / f"agent-{umask:o}.log"
+            old = os.umask(umask)
+            try:
+                handler = ReopeningFileHandler(path)
+            finally:
+                os.umask(old)
+            handler.close()
+            assert stat.S_IMODE(path.stat().st_mode) == expected

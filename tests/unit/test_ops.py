@@ -65,3 +65,30 @@ class TestOpsServer:
         assert health.report() == (True, ["stream s: starting"])
         now.t += 31
         assert health.report() == (False, ["stream s: NOT READY (never polled successfully)"])
+
+
+class TestConnectionLimits:
+    async def test_idle_connections_are_evicted_for_a_request(self) -> None:
+        """With every slot taken by idle connections, a new request still gets its answer (the oldest
+        idle connection makes room), and the pool never holds more than its limit."""
+        import asyncio
+
+        health = Health(FakeTime())
+        server = OpsServer(CollectorRegistry(), health, "127.0.0.1", 0, max_connections=4)
+        port = await server.start()
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
+            assert len(server.pool) <= 4 and server.pool.evicted >= 6
+            closed = 0
+            for reader, _ in idle[:6]:  # the oldest were evicted first
+                try:
+                    closed += await asyncio.wait_for(reader.read(1), 5) == b""
+                except ConnectionResetError:
+                    closed += 1
+            assert closed == 6
+        finally:
+            for _, writer in idle:
+                writer.close()
+            await server.stop()

@@ -6,6 +6,11 @@ Classification (each sink refines it with what its API documents):
 * 408, 429, 5xx, connection errors, timeouts: ``TransientSinkError`` (``Retry-After`` honoured).
 * 401, 403: ``TransientSinkError`` too. The receiver refused *us*, not the data: dead-lettering every
   alert until a credential is fixed would be worse than holding them (backpressure, ``sink_up=0``).
+* 3xx, 404, 405: ``EndpointError`` (transient): the URL is wrong, not the events. The batch is held
+  and the sink is not ready until the URL is fixed; the message names the URL (and a redirect's
+  ``Location``) in the safe form. Redirects are never followed: aiohttp would turn a POST into a GET
+  on 301/302/303 (and a 2xx would then count as delivered), and re-send our secret headers and the
+  alerts to another origin on 307/308.
 * 413: the batch is split in halves and each half sent (a single event too large is rejected).
 * any other 4xx: ``PermanentSinkError`` (the batch is dead-lettered).
 
@@ -25,7 +30,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from agent.clock import Clock
-from agent.errors import PermanentSinkError, TransientSinkError
+from agent.errors import EndpointError, PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.proxies import env_proxy
 from agent.retry import parse_retry_after
@@ -51,6 +56,8 @@ class HttpResponse:
     body: bytes
     #: Seconds its ``Retry-After`` asked for (at most ``MAX_RETRY_AFTER_SECS``), ``None`` without one.
     retry_after: float | None = None
+    #: The URL asked, in the safe form (no user info, query or fragment), for messages.
+    url: str = ""
 
 
 def retry_after(headers: Mapping[str, str], clock: Clock) -> float | None:
@@ -65,6 +72,17 @@ def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
     if 200 <= status < 300:
         return
     suffix = f": {detail}" if detail else ""
+    if 300 <= status < 400:
+        location = resp.headers.get("Location")
+        to = f" to {safe_url(str(URL(resp.url).join(URL(location))))}" if location else ""
+        raise EndpointError(
+            f"{what}: HTTP {status} redirect{to}; redirects are not followed: configure the final URL"
+        )
+    if status in (404, 405):
+        where = f" at {resp.url}" if resp.url else ""
+        raise EndpointError(
+            f"{what}: HTTP {status}{where}: wrong endpoint, check the URL; batch held{suffix}"
+        )
     if status == 413:
         raise PayloadTooLarge(what)
     if status in (401, 403):
@@ -190,7 +208,13 @@ class HttpClient:
         assert self._session is not None
         try:
             async with self._session.request(
-                method, url, data=body, headers=headers, params=params, proxy=self._proxy or env_proxy(url)
+                method,
+                url,
+                data=body,
+                headers=headers,
+                params=params,
+                proxy=self._proxy or env_proxy(url),
+                allow_redirects=False,  # see the module docstring
             ) as resp:
                 # StreamReader.read(n) returns what is buffered, not n bytes: read to EOF, bounded.
                 chunks: list[bytes] = []
@@ -201,7 +225,9 @@ class HttpClient:
                         raise TransientSinkError(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
                     chunks.append(chunk)
                 got = CIMultiDict(resp.headers)
-                return HttpResponse(resp.status, got, b"".join(chunks), retry_after(got, self._clock))
+                return HttpResponse(
+                    resp.status, got, b"".join(chunks), retry_after(got, self._clock), safe_url(url)
+                )
         except TimeoutError:
             raise TransientSinkError(f"{what}: timed out after {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:
@@ -214,9 +240,12 @@ def basic_auth(username: str, password: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without user info and query (for messages)."""
-    u = URL(url)
-    return str(u.with_user(None).with_query(None).with_fragment(None))
+    """``url`` without user info, query and fragment (for messages)."""
+    try:
+        u = URL(url)
+        return str(u.with_user(None).with_password(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "(unparsable URL)"
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -6,7 +6,8 @@ timeout or a restart cannot store it twice. ``create`` on an existing ``_id`` an
 which counts as delivered. A new ``lastUpdateDateTime`` (an updated alert) is a new document.
 
 The bulk reply is HTTP 200 even when items fail; items are judged one by one (in request order):
-2xx and 409 delivered; 429 and 5xx retried (``SendResult.retry``); anything else (e.g. 400
+2xx and 409 delivered; 429 and 5xx retried (``SendResult.retry``); 404 (``index_not_found``: the
+target is wrong, not the event) holds the whole batch as an endpoint error; anything else (e.g. 400
 ``mapper_parsing_exception``) rejected and dead-lettered with the error type and reason. A
 whole-request 429/5xx is transient, 413 splits the batch, other 4xx reject it. With
 ``data_stream = true`` and the ``json`` codec each document gets ``@timestamp`` (the alert's
@@ -22,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from agent.errors import TransientSinkError
+from agent.errors import EndpointError, TransientSinkError
 from agent.model import Event, alert_key
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import ElasticsearchSinkConfig
@@ -85,7 +86,7 @@ class ElasticsearchSink:
     async def start(self) -> None:
         self._http.start()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """``GET /`` with the sink's credentials: the cluster answers 2xx to a client it accepts."""
         what = f"GET {safe_url(self._root)}"
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
@@ -95,12 +96,15 @@ class ElasticsearchSink:
         except orjson.JSONDecodeError:
             reply = None
         check_healthy(resp, what, _error_summary(reply))
+        version = reply.get("version") if isinstance(reply, dict) else None
+        number = version.get("number") if isinstance(version, dict) else None
+        return f"reachable: {what}: HTTP {resp.status}" + (f" (version {str(number)[:40]})" if number else "")
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
-        what = f"bulk {self._cfg.index}"
+        what = f"bulk {self._cfg.index} at {safe_url(self._url)}"
         resp = await self._http.post(self._url, self.body(events), self._headers, what, params=self._params)
         try:
             reply = orjson.loads(resp.body) if resp.body else {}
@@ -120,6 +124,10 @@ class ElasticsearchSink:
             outcome: Any = next(iter(item.values()), None) if isinstance(item, dict) else None
             status = outcome.get("status", 0) if isinstance(outcome, dict) else 0
             status = status if isinstance(status, int) else 0
+            if status == 404:
+                # index_not_found (auto-creation off, a missing data stream): the target is wrong,
+                # not the event. Hold the batch; what was created meanwhile answers 409 next time.
+                raise EndpointError(f"{what}: bulk item HTTP 404: {_error_summary(outcome)}; batch held")
             if 200 <= status < 300 or status == 409:
                 continue
             if status == 429 or status >= 500 or status == 0:

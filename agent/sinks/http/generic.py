@@ -35,11 +35,14 @@ class HttpSink:
     async def start(self) -> None:
         self._http.start()
 
-    async def healthcheck(self) -> None:
-        """``HEAD`` on the URL: any HTTP answer proves the host is reachable (no data is sent)."""
-        await self._http.request(
-            "HEAD", self._cfg.url, f"HEAD {safe_url(self._cfg.url)}", headers=self._headers
-        )
+    async def healthcheck(self) -> str:
+        """``HEAD`` on the URL: any HTTP answer but a redirect proves the host is reachable (no data is
+        sent; a receiver may well answer 404 or 405 to a HEAD on a POST-only URL)."""
+        what = f"HEAD {safe_url(self._cfg.url)}"
+        resp = await self._http.request("HEAD", self._cfg.url, what, headers=self._headers)
+        if 300 <= resp.status < 400:
+            check_status(resp, what)
+        return f"reachable: {what}: HTTP {resp.status}"
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)

@@ -87,12 +87,16 @@ class LogsIngestionSink:
     async def start(self) -> None:
         self._http.start()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """A token for the ingestion ``scope`` (the credential works), then a ``HEAD`` on the endpoint:
-        any HTTP answer proves it is reachable (no rows are sent)."""
+        any HTTP answer but a redirect proves it is reachable (no rows are sent)."""
         await self._token()
         endpoint = self._cfg.endpoint
-        await self._http.request("HEAD", endpoint, f"HEAD {safe_url(endpoint)}")
+        what = f"HEAD {safe_url(endpoint)}"
+        resp = await self._http.request("HEAD", endpoint, what)
+        if 300 <= resp.status < 400:
+            check_status(resp, what)
+        return f"reachable: token for {self._cfg.scope}; {what}: HTTP {resp.status}"
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         groups, rejected = self.groups(events)
@@ -124,7 +128,7 @@ class LogsIngestionSink:
 
     async def _post(self, events: Sequence[Event]) -> SendResult:
         body = b"[" + b",".join(e.payload for e in events) + b"]"
-        what = f"Logs Ingestion {self._cfg.stream}"
+        what = f"Logs Ingestion {self._cfg.stream} at {safe_url(self._url)}"
         token = await self._token()
         resp = await self._call(body, what, token)
         if resp.status == 401:

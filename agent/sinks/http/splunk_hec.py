@@ -30,11 +30,19 @@ from typing import Any
 
 import orjson
 
+from agent.codecs.config import CodecConfig
 from agent.errors import PermanentSinkError, TransientSinkError
 from agent.model import Event
 from agent.sinks.base import SendResult, SinkContext
 from agent.sinks.config import JSON_CODECS, SplunkHecSinkConfig
-from agent.sinks.http.client import HttpClient, HttpResponse, check_healthy, check_status, send_halving
+from agent.sinks.http.client import (
+    HttpClient,
+    HttpResponse,
+    check_healthy,
+    check_status,
+    safe_url,
+    send_halving,
+)
 from agent.timestamps import parse
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,16 @@ def epoch_seconds(ts: Any) -> float | None:
         return None
 
 
+def default_sourcetype(codec: CodecConfig) -> str:
+    """The sourcetype Splunk content expects for ``codec`` (docs/splunk.md, TA-siem-agent)."""
+    if codec.type == "json":
+        return "ms365:defender:incident:alerts"  # Splunk_TA_MS_Security parses this alerts_v2 JSON
+    inner = getattr(codec, "msg", codec)
+    if inner.type == "cef":
+        return "microsoft:graph:security:alert:cef"
+    return "microsoft:graph:security:alert"
+
+
 class SplunkHecSink:
     """Sends batches to one HEC endpoint on one ack channel."""
 
@@ -69,7 +87,7 @@ class SplunkHecSink:
         self._meta: dict[str, Any] = {
             "host": config.host or socket.gethostname(),
             "source": config.source,
-            "sourcetype": config.sourcetype,
+            "sourcetype": config.sourcetype or default_sourcetype(config.codec),
         }
         if config.index:
             self._meta["index"] = config.index
@@ -98,10 +116,10 @@ class SplunkHecSink:
     async def start(self) -> None:
         self._http.start()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """``GET /services/collector/health``: 200 (code 17) while HEC accepts data; 503 when its queues
         are full (code 18) or indexer acknowledgement is unavailable (code 19)."""
-        what = f"HEC health {self._health_url}"
+        what = f"HEC health {safe_url(self._health_url)}"
         resp = await self._http.request("GET", self._health_url, what)
         try:
             reply = orjson.loads(resp.body) if resp.body else {}
@@ -110,13 +128,16 @@ class SplunkHecSink:
         code = reply.get("code") if isinstance(reply, dict) else None
         text = str(reply.get("text", ""))[:200] if isinstance(reply, dict) else ""
         check_healthy(resp, what, f"code {code}: {text}" if code is not None else "")
+        return f"reachable: {what}: HTTP {resp.status}" + (
+            f" (code {code}: {text})" if code is not None else ""
+        )
 
     async def send(self, events: Sequence[Event]) -> SendResult:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
         body = b"\n".join(self.envelope(e) for e in events)
-        what = f"HEC {self._event_url}"
+        what = f"HEC {safe_url(self._event_url)}"
         resp = await self._http.post(self._event_url, body, self._headers(), what)
         reply = _json(resp)
         code = reply.get("code")
@@ -141,7 +162,7 @@ class SplunkHecSink:
         deadline = time.monotonic() + self._cfg.ack_timeout_secs
         interval = min(0.05, self._cfg.ack_poll_interval_secs)
         body = orjson.dumps({"acks": [ack_id]})
-        what = f"HEC ack {self._ack_url}"
+        what = f"HEC ack {safe_url(self._ack_url)}"
         while True:
             resp = await self._http.post(
                 self._ack_url, body, self._headers(), what, params={"channel": self._channel}

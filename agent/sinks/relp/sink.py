@@ -50,11 +50,12 @@ class RelpSink:
         if self._session is None:  # starting a connected sink must not leak its session
             await self._open()
 
-    async def healthcheck(self) -> None:
+    async def healthcheck(self) -> str:
         """Open a RELP session (connect, TLS, ``open`` offering ``syslog``) unless a sound one is open."""
         if self._session is not None and self._session.broken is not None:
             self._drop("disconnect")
         await self.start()
+        return f"reachable: RELP session open with {self._cfg.host}:{self._cfg.port}"
 
     async def _open(self) -> RelpSession:
         try:

@@ -1,4 +1,4 @@
-"""One request budget per (tenant, app), shared by all of its streams and by its token requests.
+"""One request budget per (tenant, app), shared by all of its streams, its writes and its token requests.
 
 Graph allows "150 requests per minute" per app per tenant on the security API (Graph docs
 ``concepts/throttling-limits.md``). Three rules together:
@@ -15,27 +15,28 @@ Graph allows "150 requests per minute" per app per tenant on the security API (G
 * **Retry-After.** A 429 (or a 5xx with ``Retry-After``) blocks the whole budget until then: no
   stream of that tenant sends anything earlier (requests already on the wire cannot be recalled).
 
-**Kinds.** Every request names its kind (``"read"``: polling, health checks, tokens). A budget is
-built with each kind's *share* of the window; a kind holding fewer slots than its share while it has
-requests waiting is served before a kind at or above its own. With one kind (today) this is plain
-first-come. Write-back (issue #16) adds a ``"write"`` kind with a documented share, so reads and
-writes of one tenant can never starve each other.
+**Kinds.** Every request names its kind: ``"poll"`` (polling, health checks, tokens) or ``"write"``
+(write-back). With a ``share`` attached (``agent.sources.graph.share``, set by write-back) a kind that
+used its guarantee yields to the other while that one waits below its own; without one, first come.
+
+``slot(kind)`` is the way to send: it holds the slot for the request's whole life. ``acquire(kind)``
+grants and releases at once (the slot counts from the grant), for callers that only need the pacing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator
 
 from agent.clock import Clock
+from agent.sources.graph.share import BudgetShare, Kind
 
 WINDOW_SECS = 60.0
-#: The kind of every request the Graph source sends today.
-READ = "read"
-#: Re-check interval while every slot is held by a request still on the way, or while another kind
-#: below its share goes first (answers arrive at any moment; nothing to compute a wait from).
+#: The kind of every request the Graph source itself sends.
+POLL: Kind = "poll"
+#: Re-check interval while every slot is held by a request still on the way (answers arrive at any
+#: moment; there is nothing to compute a wait from).
 _RECHECK_SECS = 0.05
 #: Float refill arithmetic must not spin on 1e-17 s sleeps.
 _EPSILON = 1e-9
@@ -44,39 +45,27 @@ _EPSILON = 1e-9
 class RateBudget:
     """Exact sliding-window cap, token bucket, and a shared "blocked until" from Retry-After."""
 
-    def __init__(
-        self, requests_per_minute: int, clock: Clock, shares: Mapping[str, float] | None = None
-    ) -> None:
+    def __init__(self, requests_per_minute: int, clock: Clock) -> None:
         self.limit = requests_per_minute
         self.rate = requests_per_minute / WINDOW_SECS
         self.burst = max(1.0, float(requests_per_minute // 10))
-        shares = dict(shares or {READ: 1.0})
-        if not shares or any(s <= 0 for s in shares.values()) or sum(shares.values()) > 1.0 + _EPSILON:
-            raise ValueError("shares must be positive and add up to at most 1")
-        #: Slots each kind is guaranteed while it has requests waiting.
-        self.reserved = {k: math.floor(s * requests_per_minute) for k, s in shares.items()}
         self._clock = clock
         self._tokens = self.burst
         self._stamp = clock.monotonic()
         self._blocked_until = 0.0
-        self._flight: Counter[str] = Counter()  # granted, answer not back yet
-        self._done: deque[tuple[float, str]] = deque()  # (answer time, kind) within the last window
-        self._done_kinds: Counter[str] = Counter()
-        self._waiting: Counter[str] = Counter()
+        self._flight = 0  # granted, answer not back yet
+        self._done: deque[float] = deque()  # answer times within the last window
+        #: How polls and writes split the budget; ``None`` (no write-back): every request is a poll.
+        self.share: BudgetShare | None = None
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _expire(self, now: float) -> None:
-        while self._done and self._done[0][0] <= now - WINDOW_SECS:
-            _, kind = self._done.popleft()
-            self._done_kinds[kind] -= 1
-
-    def held(self, kind: str | None = None) -> int:
-        """Slots held now (all kinds, or one): requests on the way plus answers of the last 60 s."""
-        self._expire(self._clock.monotonic())
-        if kind is None:
-            return sum(self._flight.values()) + len(self._done)
-        return self._flight[kind] + self._done_kinds[kind]
+    def held(self) -> int:
+        """Slots held now: requests on the way plus answers of the last 60 s."""
+        now = self._clock.monotonic()
+        while self._done and self._done[0] <= now - WINDOW_SECS:
+            self._done.popleft()
+        return self._flight + len(self._done)
 
     def available(self) -> float:
         """Requests that would be granted at once now (0 while a Retry-After block lasts)."""
@@ -96,13 +85,7 @@ class RateBudget:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    def _yields(self, kind: str) -> bool:
-        """Whether a waiting request of another kind, below its share, goes before this one."""
-        if self.held(kind) < self.reserved[kind]:
-            return False
-        return any(n > 0 and k != kind and self.held(k) < self.reserved[k] for k, n in self._waiting.items())
-
-    def _wait_needed(self, now: float, kind: str) -> tuple[float, bool]:
+    def _wait_needed(self, now: float) -> tuple[float, bool]:
         """(seconds to wait, whether it is a Retry-After wait); (0, False) means grant now."""
         if now < self._blocked_until:
             return self._blocked_until - now, True
@@ -112,48 +95,58 @@ class RateBudget:
             waits.append((1.0 - self._tokens) / self.rate)
         if self.held() >= self.limit:
             if self._done:  # never early: the oldest answer must be a full window old
-                waits.append(max(self._done[0][0] + WINDOW_SECS - now, 1e-3))
+                waits.append(max(self._done[0] + WINDOW_SECS - now, 1e-3))
             else:
                 waits.append(_RECHECK_SECS)
-        if not waits and self._yields(kind):
-            waits.append(_RECHECK_SECS)
         return max(waits, default=0.0), False
 
-    async def _acquire(self, kind: str) -> float:
-        if kind not in self.reserved:
-            raise ValueError(f"unknown request kind {kind!r}")
-        waited_retry_after = 0.0
-        self._waiting[kind] += 1
+    async def _grant(self, kind: Kind) -> float:
+        """Wait for a slot of ``kind``; it is held (in flight) when this returns."""
+        share = self.share
+        if share is not None:
+            share.enter(kind)
         try:
+            waited_retry_after = 0.0
             for _ in range(10_000_000):
                 now = self._clock.monotonic()
-                wait, is_retry_after = self._wait_needed(now, kind)
+                wait, is_retry_after = self._wait_needed(now)
+                if wait <= 0 and share is not None and share.must_yield(kind, now):
+                    wait = max(1.0 / self.rate, 1e-3)  # the other kind takes this grant; look again after it
                 if wait <= 0:
                     self._tokens = max(0.0, self._tokens - 1.0)
-                    self._flight[kind] += 1
+                    self._flight += 1
+                    if share is not None:
+                        share.granted(kind, now)
                     return waited_retry_after
                 if is_retry_after:
                     waited_retry_after += wait
                 await self._clock.sleep(wait)
         finally:
-            self._waiting[kind] -= 1
+            if share is not None:
+                share.leave(kind)
         raise RuntimeError("rate budget wait did not converge")  # pragma: no cover
 
-    def _release(self, kind: str) -> None:
-        self._flight[kind] -= 1
-        self._done.append((self._clock.monotonic(), kind))
-        self._done_kinds[kind] += 1
+    def _release(self) -> None:
+        self._flight -= 1
+        self._done.append(self._clock.monotonic())
 
     @contextlib.asynccontextmanager
-    async def slot(self, kind: str = READ) -> AsyncIterator[float]:
+    async def slot(self, kind: Kind = POLL) -> AsyncIterator[float]:
         """Hold one request slot of ``kind`` while the body runs; yields the seconds waited on Retry-After.
 
         Send the request inside the block and leave it once the answer (or the failure) is back: the
         slot counts until a full window after that. Cancellation while waiting consumes nothing.
-        Raises ``ValueError`` for a kind the budget has no share for.
         """
-        waited = await self._acquire(kind)
+        waited = await self._grant(kind)
         try:
             yield waited
         finally:
-            self._release(kind)
+            self._release()
+
+    async def acquire(self, kind: Kind = POLL) -> float:
+        """A slot granted and released at once (it counts from the grant); the seconds waited on
+        Retry-After. For pacing only: a request sent after this may arrive later than the window
+        assumes — send inside ``slot`` instead."""
+        waited = await self._grant(kind)
+        self._release()
+        return waited

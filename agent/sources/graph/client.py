@@ -31,6 +31,7 @@ import logging
 import random
 import ssl
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -44,9 +45,10 @@ from agent.proxies import env_proxy
 from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.body import ACCEPT_ENCODING, inflate, parse_object, read_limited
-from agent.sources.graph.budget import READ, RateBudget
+from agent.sources.graph.budget import POLL, RateBudget
 from agent.sources.graph.endpoints import endpoints_for, graph_credential
 from agent.sources.graph.pages import Origin, describe, same_origin
+from agent.sources.graph.share import Kind
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class GraphClient:
         budget: the one place they are built. Sessions open on the first request; ``aclose`` them. The
         credential's token requests spend the same budget as the Graph requests."""
         budget = RateBudget(cfg.requests_per_minute, clock)
-        credential = graph_credential(cfg, clock, gate=functools.partial(budget.slot, READ))
+        credential = graph_credential(cfg, clock, gate=functools.partial(budget.slot, POLL))
         return cls(cfg, credential, budget, metrics, clock)
 
     def __init__(
@@ -190,6 +192,95 @@ class GraphClient:
             return doc
         raise TransientSourceError("Graph request retries exhausted")  # pragma: no cover
 
+    async def send(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        kind: Kind = "write",
+        stale_token: str | None = None,
+        fresh_connection: bool = False,
+        wait_limit: float | None = None,
+    ) -> GraphReply:
+        """One request with this tenant's credential, proxy, TLS settings and budget (``kind``'s share).
+
+        Unlike ``get_json`` nothing is retried and any status is returned: the caller decides,
+        because a write that may have been applied must not simply be sent again. As for polls, a
+        429 (and a 5xx's ``Retry-After``) holds the whole budget. Writes do not take a
+        ``max_concurrent_requests`` slot (their caller sends one at a time per tenant). With
+        ``stale_token`` (a token Graph answered 401 to) a fresh token is used. Raises ``AuthError``
+        (credential), ``TransientSourceError`` (connection error or timeout: the request may or may
+        not have reached Graph; or an answer larger than ``max_response_bytes``), ``BudgetTimeout``
+        (the budget gave no grant within ``wait_limit`` seconds: nothing was sent),
+        ``UpstreamProtocolError`` (``url`` is not on the Graph root: nothing was sent). The budget slot
+        is held until the answer is in, like every poll's.
+        """
+        if not same_origin(url, self.root):
+            raise UpstreamProtocolError(
+                f"refusing to send the Graph token to {describe(url)} (Graph root {self.root})"
+            )
+        session, fresh = self._sessions()
+        token = await self.credential.token(stale=stale_token)
+        client_request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "Prefer": "include-unknown-enum-members",
+            "client-request-id": client_request_id,
+        }
+        slot = self.budget.slot(kind)  # held until the answer is in: the window is exact at Graph
+        try:
+            async with asyncio.timeout(wait_limit):
+                waited = await slot.__aenter__()
+        except TimeoutError:
+            raise BudgetTimeout(
+                f"no request allowed by the tenant's budget within {wait_limit:.1f}s"
+            ) from None
+        if waited:
+            self._m.retry_after_seconds.labels(self._tenant).inc(waited)
+        try:
+            async with (fresh if fresh_connection else session).request(
+                method,
+                url,
+                json=body,
+                headers=headers,
+                timeout=self._timeout,
+                proxy=self._proxy or env_proxy(url),
+                allow_redirects=False,
+            ) as resp:
+                raw = await read_limited(resp, self._max_bytes)
+                reply = GraphReply(
+                    resp.status,
+                    inflate(raw, resp.headers.get("Content-Encoding", ""), self._max_bytes),
+                    resp.headers.get("request-id", "-"),
+                    client_request_id,
+                    parse_retry_after(resp.headers.get("Retry-After"), self._clock),
+                    token,
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._m.graph_requests.labels(self._tenant, "error").inc()
+            raise TransientSourceError(
+                f"{method} {_path(url)} failed: {type(exc).__name__}, client-request-id {client_request_id}"
+            ) from None
+        except TransientSourceError as exc:  # the answer's body was too large or badly encoded
+            self._m.graph_requests.labels(self._tenant, "error").inc()
+            raise TransientSourceError(
+                f"{method} {_path(url)}: {exc}, client-request-id {client_request_id}"
+            ) from None
+        finally:
+            await slot.__aexit__(None, None, None)
+        self._m.graph_requests.labels(self._tenant, f"{reply.status // 100}xx").inc()
+        if reply.status == 429:
+            self._m.graph_throttled.labels(self._tenant).inc()
+            self.budget.block_for(
+                DEFAULT_RETRY_AFTER_SECS if reply.retry_after is None else reply.retry_after
+            )
+        elif reply.status >= 500 and reply.retry_after:
+            self.budget.block_for(reply.retry_after)
+        return reply
+
     async def _once(
         self, url: str, params: dict[str, str] | None, token: str, fresh_connection: bool
     ) -> dict[str, Any]:
@@ -202,7 +293,7 @@ class GraphClient:
             "Prefer": "include-unknown-enum-members",
             "client-request-id": client_request_id,
         }
-        async with self._gate, self.budget.slot(READ) as waited:
+        async with self._gate, self.budget.slot(POLL) as waited:
             if waited:
                 self._m.retry_after_seconds.labels(self._tenant).inc(waited)
             use = fresh if fresh_connection else session
@@ -273,6 +364,24 @@ class GraphClient:
             return parse_object(body)
         except TransientSourceError as exc:
             raise TransientSourceError(f"Graph returned {exc}, {ids}") from None
+
+
+class BudgetTimeout(TransientSourceError):
+    """``send`` waited ``wait_limit`` for the budget (Retry-After, the 60 s window): nothing was sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class GraphReply:
+    """One answer from Graph, whatever its status (``GraphClient.send``)."""
+
+    status: int
+    body: bytes
+    request_id: str
+    client_request_id: str
+    #: Seconds a ``Retry-After`` header asked for (``None`` when absent or unusable).
+    retry_after: float | None
+    #: The bearer token sent (pass it back as ``stale_token`` after a 401).
+    token: str
 
 
 class _Unauthorized(Exception):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from agent.clock import Clock
+from agent.entra.claims import token_roles
 from agent.errors import TransientSourceError
 from agent.metrics import AgentMetrics
 from agent.sources.base import SourceContext, Stopping
@@ -51,6 +52,8 @@ class GraphSecuritySource:
         self._clock = clock
         self._metrics = metrics
         self._client: GraphClient | None = None
+        #: The ``roles`` claim of the token ``healthcheck`` acquired (``None``: not a readable JWT).
+        self.granted_roles: list[str] | None = None
 
     def stream_specs(self) -> list[StreamSpec]:
         """The streams this source polls, with their checkpoint keys."""
@@ -82,9 +85,17 @@ class GraphSecuritySource:
         """The stream ids this source emits (checkpoint keys)."""
         return [s.stream for s in self.stream_specs()]
 
-    def _connect(self) -> GraphClient:
-        self._client = GraphClient.connect(self.config, self._clock, self._metrics)
+    def client(self) -> GraphClient:
+        """The tenant's one client (credential, request budget, sessions), built on first use.
+
+        Polling and write-back share it, so both spend one budget and one token cache.
+        """
+        if self._client is None:
+            self._client = GraphClient.connect(self.config, self._clock, self._metrics)
         return self._client
+
+    def _connect(self) -> GraphClient:
+        return self.client()
 
     async def _each_stream(
         self,
@@ -153,7 +164,7 @@ class GraphSecuritySource:
         read: list[str] = []
         try:
             async with asyncio.timeout(cfg.request_timeout_secs * (2 + HEALTHCHECK_ATTEMPTS * len(urls))):
-                await client.credential.token()
+                self.granted_roles = token_roles(await client.credential.token())
                 for url in urls:
                     name = url.rsplit("/", 1)[-1]
                     items = (await client.get_json(url, {"$top": "1"})).get("value")
