@@ -19,8 +19,8 @@ shape in time (``$top`` never exceeds 2000, the largest ``page_size``; at that s
 items take room on the next page instead). The first count sizes the work (``on_remaining``).
 
 * **More than a page at one instant** (a page whose items all share ``t``): that one-tick window
-  cannot be cut by time, so it is paged through its nextLinks, with ``$top`` raised by the items at
-  ``t`` read already (they come back first); ``LinkChain`` allows the same origin only, no repeats,
+  cannot be cut by time, so it is paged through its nextLinks at ``page_size`` (its first page
+  repeats the one that showed the instant); ``LinkChain`` allows the same origin only, no repeats,
   at most ``max_pages_per_window`` pages. The distinct ids received are checked against its count:
   read again when they fall short (offset paging skips an item when another leaves the window
   meanwhile), and the poll fails rather than move on after ``MAX_RECOUNTS`` short reads.
@@ -217,10 +217,10 @@ class WindowReader:
             instant = tick_after(oldest)
             asked_down_to_it = top is not None and to_ticks(top) == to_ticks(instant)
             if scan.at_oldest == scan.inside and (scan.at_oldest > 1 or asked_down_to_it):
-                # A page that is one instant: page through that instant (its first page brings the
-                # items read already back first), then go below it.
+                # A page that is one instant: page through that instant (its first page repeats this
+                # one: the price of the rare bulk-stamped alerts), then go below it.
                 self._rereads.labels(self.spec.stream, "instant").inc()
-                await self._chain(oldest, instant, None, result, carry=scan.at_oldest)
+                await self._chain(oldest, instant, None, result)
                 top, carry = oldest, 0
             else:
                 top, carry = instant, scan.at_oldest
@@ -228,16 +228,14 @@ class WindowReader:
 
     # -- chained reads (nextLinks) -------------------------------------------------------------
 
-    async def _chain(
-        self, lower: str, top: str, first: Page | None, result: ReadResult, carry: int = 0
-    ) -> None:
-        """Read ``[lower, top)`` through its nextLinks from ``first`` (fetched when ``None``, with
-        ``$top`` raised by ``carry``); read it again when the distinct ids received fall short of its
-        count (offset paging skips an item when another leaves the window meanwhile)."""
+    async def _chain(self, lower: str, top: str, first: Page | None, result: ReadResult) -> None:
+        """Read ``[lower, top)`` through its nextLinks from ``first`` (fetched when ``None``); read it
+        again when the distinct ids received fall short of its count (offset paging skips an item
+        when another leaves the window meanwhile)."""
         lower_key = sort_key(lower)
         for attempt in range(MAX_RECOUNTS + 1):
             if first is None:
-                first = await self._get(self.spec.url, self._query(lower, top, carry), result)
+                first = await self._get(self.spec.url, self._query(lower, top), result)
                 await self._take(first, lower_key, top, result)
             ids = _ids(first.items)
             links = LinkChain(self._root)
