@@ -36,7 +36,7 @@ unit: $(STAMP)
 test: lint typecheck receivers unit
 
 bench: $(STAMP)
-	timeout 300 $(BIN)/python -m bench
+	timeout 540 $(BIN)/python -m bench
 
 # The container's hashed lock (runtime dependencies and the build backend), resolved from PyPI for
 # Python 3.11 on Linux; only pyproject.toml's dependencies change it.

@@ -11,7 +11,9 @@ alone, never by matching messages::
     │   ├── AuthError          token acquisition failed (bad credentials, consent missing);
     │   │                      a sink that authenticates (Logs Ingestion) holds it as TransientSinkError
     │   ├── ThrottledError     429: retriable after ``retry_after`` seconds
-    │   └── TransientSourceError  5xx, timeouts, connection errors, malformed pages
+    │   ├── TransientSourceError  5xx, timeouts, connection errors, malformed or oversized pages
+    │   └── UpstreamProtocolError an answer the source will not act on: a redirect, a nextLink to
+    │                          another origin or seen before, a page contradicting its own query
     ├── EncodeError            one alert could not be encoded (dead-lettered, never retried)
     └── SinkError              a sink could not deliver
         ├── TransientSinkError retriable: connection lost, 5xx, 429, timeouts
@@ -69,6 +71,12 @@ class TransientSourceError(SourceError):
     """A failure that may pass: 5xx, timeout, connection reset, malformed page."""
 
     retriable = True
+
+
+class UpstreamProtocolError(SourceError):
+    """The upstream answered outside the protocol the source relies on (a redirect, a nextLink to
+    another origin or one already followed, a page that contradicts its own query). Not retried at
+    once: the poll fails, is logged once, and the stream backs off."""
 
 
 class EncodeError(AgentError):

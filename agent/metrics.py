@@ -146,8 +146,26 @@ class AgentMetrics:
         )
         self.window_splits = Counter(
             p + "graph_window_splits_total",
-            "Poll windows split in two because paging went too deep or stalled.",
+            "Windows split by time before paging, because Graph's pages were not newest first.",
             ["stream"],
+            registry=registry,
+        )
+        self.window_remaining = Gauge(
+            p + "graph_window_remaining",
+            "Alerts Graph counted ($count) in the part of the current window not read yet.",
+            ["stream"],
+            registry=registry,
+        )
+        self.graph_rereads = Counter(
+            p + "graph_rereads_total",
+            "Extra Graph requests of a window: a timestamp shared across a page cut, a count fallen short.",
+            ["stream", "reason"],
+            registry=registry,
+        )
+        self.alerts_rejected = Counter(
+            p + "alerts_rejected_total",
+            "Items without a usable id or timestamp, dead-lettered once instead of forwarded.",
+            ["stream", "reason"],
             registry=registry,
         )
         self.seen_evicted = Counter(

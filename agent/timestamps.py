@@ -49,3 +49,26 @@ def format_dt(dt: datetime) -> str:
     """Format an aware datetime the way Graph does (seven fractional digits, ``Z``)."""
     dt = dt.astimezone(UTC)
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond * 10:07d}Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Graph's precision: 100-ns ticks (seven fractional digits) per second.
+TICKS_PER_SECOND = 10_000_000
+
+
+def to_ticks(ts: str) -> int:
+    """``ts`` as 100-ns ticks since the epoch (Graph's 7-digit precision; finer digits are floored)."""
+    key = sort_key(ts)
+    whole = datetime.strptime(key[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return int((whole - _EPOCH).total_seconds()) * TICKS_PER_SECOND + int(key[20:27])
+
+
+def from_ticks(ticks: int) -> str:
+    """100-ns ticks since the epoch as a Graph timestamp (seven fractional digits, ``Z``)."""
+    seconds, frac = divmod(ticks, TICKS_PER_SECOND)
+    return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}.{frac:07d}Z"
+
+
+def tick_after(ts: str) -> str:
+    """The instant one tick (100 ns) after ``ts``: ``lt tick_after(t)`` includes ``t`` itself."""
+    return from_ticks(to_ticks(ts) + 1)

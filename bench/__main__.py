@@ -1,8 +1,10 @@
-"""``python -m bench``: every benchmark in turn, bounded in time (``make bench``, under 5 minutes).
+"""``python -m bench``: every benchmark in turn, bounded in time (``make bench``, about 6 minutes).
 
 Codecs and the checkpoint's cost per batch (in process), then end-to-end throughput against the
-floor, peak RSS with a blocked sink, and alert-to-receiver latency (each with its own fake Graph and
-receiver processes). Each prints its figures beside its targets.
+floor (20,000 and 100,000 alerts), Graph requests against the minimum (``bench.requests``: first
+run, steady state, backfill, and issue #14's 660 alerts under 60 requests/min), peak RSS with a
+blocked sink, and alert-to-receiver latency (each with its own fake Graph and receiver processes).
+Each prints its figures beside its targets.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from bench import checkpoint, codecs, e2e, latency, memory
+from bench import checkpoint, codecs, e2e, latency, memory, requests
 
 
 def main() -> None:
@@ -21,7 +23,9 @@ def main() -> None:
     codecs.main()
     sys.argv = [argv0]
     checkpoint.main([])
+    e2e.main(["--alerts", "20000", "--page-size", "500", "--rounds", "2"])  # issue #14: default page size
     e2e.main(["--alerts", "100000", "--rounds", "2"])
+    requests.main([])
     memory.main(["--alerts", "1000000", "--seconds", "30"])
     latency.main(["--seconds", "30", "--rate", "10"])
     print(f"bench: all done in {time.monotonic() - started:.0f} s")

@@ -5,11 +5,12 @@
 The fake Graph (``bench.fakegraph``, own process, core 0) serves a static backlog of ``--alerts``
 alerts, every page rendered before timing starts. Each round runs the **floor** (``bench.floor``)
 and then the **agent** (``python -m agent.cli run`` with a TOML config: page_size 1000,
-queue.max_events 20000, batch.max_events 1000, http disabled, checkpoint every 1 s, TCP sink with
-octet counting, codec ``syslog5424`` + ``cef``), each pinned to core 1, each against a fresh
-receiver (``bench.receiver``, core 0) that counts messages until all arrived. Rate = messages /
-(arrival of the last one - arrival of the first byte); best round of each. Target: agent ≥ 0.6x
-floor and ≥ 25,000 alerts/s.
+``max_pages_per_window`` at its default (20), ``requests_per_minute`` lifted, queue.max_events
+20000, batch.max_events 1000, http disabled, checkpoint every 1 s, TCP sink with octet counting,
+codec ``syslog5424`` + ``cef``), each pinned to core 1, each against a fresh receiver
+(``bench.receiver``, core 0) that counts messages until all arrived. Rate = messages / (arrival of
+the last one - arrival of the first byte); best round of each. Target: agent ≥ 0.6x floor and
+≥ 25,000 alerts/s (issue #14: ≥ 0.4x at the default ``max_pages_per_window``).
 """
 
 from __future__ import annotations
@@ -26,19 +27,19 @@ from typing import Any
 from bench import procs
 
 FLOOR_RATIO_TARGET = 0.6
+#: Issue #14: a backlog at the default max_pages_per_window runs at >= 0.4x the floor.
+ISSUE14_RATIO_TARGET = 0.4
 RATE_TARGET = 25_000.0
 MIB = 1 << 20
 
 
 def agent_source(page_size: int) -> dict[str, Any]:
-    """Source settings for a backlog run: one window, no rate budget in the way."""
+    """Source settings for a backlog run: default max_pages_per_window, no rate budget in the way."""
     return {
         "page_size": page_size,
         "poll_interval_secs": 5,
         "initial_lookback_secs": 7200,
         "overlap_secs": 60,
-        # One open window for the whole backlog (the splitting path is a correctness feature).
-        "max_pages_per_window": 10_000,
         # Graph's own limit (150/min) would cap any client at 2,500 alerts/s with 1000-alert pages;
         # this measures the agent, so the fake does not throttle and the budget is lifted.
         "requests_per_minute": 1_000_000,
@@ -179,7 +180,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     print(
         f"  agent/floor: {ratio:.2f}  (target >= {FLOOR_RATIO_TARGET}: "
-        f"{'met' if ratio >= FLOOR_RATIO_TARGET else 'MISSED'}); "
+        f"{'met' if ratio >= FLOOR_RATIO_TARGET else 'MISSED'}; issue #14 >= {ISSUE14_RATIO_TARGET}: "
+        f"{'met' if ratio >= ISSUE14_RATIO_TARGET else 'MISSED'}); "
         f"alerts/s target >= {RATE_TARGET:,.0f}: {'met' if agent_rate >= RATE_TARGET else 'MISSED'}"
     )
     print(

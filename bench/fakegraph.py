@@ -6,7 +6,8 @@ Writes ``DIR/graph.json`` (base URL, tenant, app, secret, CA bundle, backlog bou
 then serves HTTPS (throwaway CA from ``agent.simulator.tls.make_tls``) on 127.0.0.1 until SIGTERM,
 stdin closing or ``--seconds``. ``--backlog N``: a static, lazily rendered backlog of N alerts
 (``SyntheticBacklog``), the newest one ``--backlog-age`` seconds old; ``--warm`` renders every page
-of it (``--page-size``) before announcing, so no client pays for rendering. ``--rate R``: create R
+of it (``--page-size``) before announcing — the floor's offset pages and the agent's descent — so
+no client pays for rendering. ``--rate R``: create R
 alerts per second (live alerts, for latency), timestamped at creation.
 """
 
@@ -26,10 +27,24 @@ import orjson
 from agent.simulator.backlog import SyntheticBacklog
 from agent.simulator.server import GraphSimulator, server_ssl_context
 from agent.simulator.tls import make_tls
+from agent.timestamps import tick_after
 
 #: Oldest backlog alert relative to the newest (the spacing is derived from it).
 BACKLOG_SPAN_SECS = 1800.0
 ALL = "lastUpdateDateTime ge 2000-01-01T00:00:00Z"
+
+
+def warm_descent(backlog: SyntheticBacklog, page: int) -> None:
+    """Render the pages the agent asks for: the newest page, then the newest ``page + 1`` below the
+    oldest timestamp on it plus one tick (the one alert at the cut comes back; ``reader.py``)."""
+    top: str | None = None
+    size = page
+    for _ in range(backlog.n + 1):
+        query = ALL if top is None else f"{ALL} and lastUpdateDateTime lt {top}"
+        _, total = backlog.page(query, 0, size)
+        if total <= size:
+            return
+        top, size = tick_after(backlog.timestamp(total - size)), page + 1
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -44,11 +59,12 @@ async def serve(args: argparse.Namespace) -> None:
         start = newest - timedelta(seconds=spacing * (args.backlog - 1))
         pages = -(-args.backlog // args.page_size)
         sim.backlog = SyntheticBacklog(
-            args.backlog, start, spacing, sim.tenant_id, cached_pages=pages + 8 if args.warm else 64
+            args.backlog, start, spacing, sim.tenant_id, cached_pages=2 * pages + 16 if args.warm else 64
         )
         if args.warm:
-            for p in range(pages):
+            for p in range(pages):  # the floor's pages (offsets)
                 sim.backlog.page(ALL, p * args.page_size, args.page_size)
+            warm_descent(sim.backlog, args.page_size)  # the agent's (newest page of what is left)
         info["backlog_first"] = sim.backlog.timestamp(0)
     base = await sim.start(server_ssl_context(str(tls.cert), str(tls.key)))
     if args.rate:

@@ -11,6 +11,12 @@ differences from ``run``:
   a backfill can run next to the agent (it spends the same Graph request budget, though);
 * it ends by itself once every window was read and every sink acknowledged everything, and then
   prints the counts. No ``/metrics`` endpoint and no systemd notifications.
+
+Each window is read newest page first, one bounded query per page, so every alert is fetched once
+(the one at each page cut twice, counted as a duplicate): "fetched" is "forwarded" plus duplicates
+plus rejected items. Progress (``agent.commands.progress``): the total comes from Graph's ``$count``;
+on a terminal a bar shows done/total, rate and ETA, otherwise a log line every ``progress_every``
+seconds and one at the end.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from agent.app import Agent
 from agent.checkpoint import CheckpointStore, StreamState
 from agent.checkpoint.state import apply_commit
 from agent.clock import Clock, SystemClock, now_str
+from agent.commands.progress import BarReport, LogReport, Report, read_progress, report_progress
 from agent.config import AgentSettings
 from agent.model import Commit
 from agent.sdnotify import Notifier
@@ -74,28 +83,22 @@ def _total(agent: Agent, name: str) -> dict[str, float]:
 
 
 def summary(agent: Agent) -> list[str]:
-    """The end-of-run counts: per stream fetched/new, per sink sent/dead-lettered/dropped."""
+    """End-of-run counts: per stream fetched/forwarded/duplicates/rejected, per sink sent/dead-lettered."""
     fetched = _total(agent, "siem_agent_alerts_fetched_total")
     new = _total(agent, "siem_agent_alerts_new_total")
+    dupes = _total(agent, "siem_agent_alerts_duplicate_total")
+    rejected = _total(agent, "siem_agent_alerts_rejected_total")
     sent = _total(agent, "siem_agent_events_sent_total")
     dead = _total(agent, "siem_agent_dead_lettered_total")
     lines = [
-        f"stream {s}: {int(fetched.get(s, 0))} fetched, {int(new.get(s, 0))} forwarded"
+        f"stream {s}: {int(fetched.get(s, 0))} fetched, {int(new.get(s, 0))} forwarded, "
+        f"{int(dupes.get(s, 0))} duplicates, {int(rejected.get(s, 0))} rejected"
         for s in sorted(fetched)
     ]
     for lane in agent.lanes:
         n = lane.sink.name
         lines.append(f"sink {n}: {int(sent.get(n, 0))} sent, {int(dead.get(n, 0))} dead-lettered")
     return lines
-
-
-async def _progress(agent: Agent, out: TextIO, every: float = 1.0) -> None:
-    for _ in range(10**9):
-        fetched = sum(_total(agent, "siem_agent_alerts_fetched_total").values())
-        sent = sum(_total(agent, "siem_agent_events_sent_total").values())
-        out.write(f"\rbackfill: {int(fetched)} fetched, {int(sent)} sent ")
-        out.flush()
-        await asyncio.sleep(every)
 
 
 async def backfill(
@@ -105,9 +108,10 @@ async def backfill(
     clock: Clock | None = None,
     progress: TextIO | None = None,
     on_agent: Callable[[Agent], None] | None = None,
+    progress_every: float = 10.0,
 ) -> tuple[int, Agent]:
     """Run the window through the pipeline; return ``(exit code, agent)``. Raises ``ValueError`` for
-    an empty window."""
+    an empty window. ``progress``: a terminal for the progress bar; ``None``: progress log lines."""
     if sort_key(since) >= sort_key(until):
         raise ValueError(f"--since {since} is not before --until {until}")
     clk = clock or SystemClock()
@@ -128,15 +132,16 @@ async def backfill(
     )
     if on_agent is not None:
         on_agent(agent)
-    ticker: asyncio.Task[Any] | None = None
-    if progress is not None:
-        ticker = asyncio.create_task(_progress(agent, progress), name="backfill:progress")
+    report: Report = BarReport(progress) if progress is not None else LogReport(clk, progress_every)
+    streams = sum(len(s.service_sources or [""]) + int(s.incidents) for s in settings.sources)
+    ticker = asyncio.create_task(report_progress(agent.registry, streams, report), name="backfill:progress")
     try:
-        code = await agent.run()
+        # On a terminal, log lines print above the bar instead of through it.
+        with logging_redirect_tqdm() if progress is not None else contextlib.nullcontext():
+            code = await agent.run()
     finally:
-        if ticker is not None and progress is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            progress.write("\n")
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+        report.close(read_progress(agent.registry, streams))
     return code, agent

@@ -39,6 +39,7 @@ from pydantic import SecretStr
 
 from agent.clock import Clock
 from agent.entra.config import CredentialConfig
+from agent.entra.gate import RequestGate, mount_gate
 from agent.errors import AuthError, TransientSourceError
 from agent.proxies import msal_proxies
 from agent.retry import backoff
@@ -155,8 +156,12 @@ class ClientCredential:
         *,
         cooldown_base_secs: float = 0.0,
         cooldown_max_secs: float = 0.0,
+        gate: RequestGate | None = None,
     ) -> None:
         self.app = app
+        #: Every HTTP request MSAL makes holds a slot of this budget (the Graph source's, per tenant).
+        self._gate = gate
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.tenant_id = app.tenant_id
         self.client_id = app.client_id
         self._clock = clock
@@ -179,6 +184,8 @@ class ClientCredential:
         session.verify = app.ca_bundle or True
         proxy = app.proxy_url.get_secret_value() if app.proxy_url else None
         session.proxies.update(msal_proxies(proxy, app.authority))
+        if self._gate is not None:
+            mount_gate(session, self._gate, lambda: self._loop)
         return msal.ConfidentialClientApplication(
             app.client_id,
             authority=app.authority,
@@ -211,6 +218,7 @@ class ClientCredential:
                 raise self._last_error
             drop = stale is not None and stale == self._current
             self.attempts += 1
+            self._loop = asyncio.get_running_loop()
             try:
                 result = await asyncio.to_thread(self._acquire, drop)
             except RedirectRefused as exc:

@@ -1,7 +1,10 @@
 """Dead-letter file: events a receiver rejected permanently, one JSON object per line.
 
 Each line is ``{"time": …, "sink": …, "reason": …, "alert": {…}}`` with the original Graph alert,
-so an operator can fix the cause and replay it. Writes are fsynced before the pipeline moves on.
+so an operator can fix the cause and replay it; items a source refused (no usable id or timestamp)
+carry ``"source": <stream>`` instead of ``"sink"``. Writes are fsynced before the pipeline moves on.
+An alert nested too deeply for any JSON writer is recorded cut at ``agent.nesting.MAX_DEPTH`` levels,
+and the reason says so.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from agent.durable import write_all
 from agent.errors import StateError
 from agent.model import Alert
+from agent.nesting import MAX_DEPTH, cut_depth
 
 
 class DeadLetterFile:
@@ -35,19 +40,27 @@ class DeadLetterFile:
         finally:
             os.close(fd)
 
-    async def write(self, sink: str, reason: str, alerts: Sequence[Alert]) -> None:
-        """Record ``alerts``; raises ``StateError`` if the file cannot be written (nothing is dropped)."""
+    async def write(self, name: str, reason: str, alerts: Sequence[Alert], *, role: str = "sink") -> None:
+        """Record ``alerts`` as refused by ``name`` (a sink, or with ``role="source"`` a stream); raises
+        ``StateError`` if the file cannot be written (nothing is dropped)."""
         now = self._now()
-        lines = []
-        for alert in alerts:
-            record = {"time": now, "sink": sink, "reason": reason[:2000], "alert": alert}
-            try:
-                lines.append(orjson.dumps(record, default=str) + b"\n")
-            except TypeError:
-                # What orjson refuses (64-bit overflow, lone surrogates) the stdlib writes with escapes.
-                lines.append(json.dumps(record, default=str, ensure_ascii=True).encode() + b"\n")
+        lines = [_line({"time": now, role: name, "reason": reason[:2000], "alert": a}) for a in alerts]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, b"".join(lines))
             except OSError as exc:
                 raise StateError(f"cannot write dead-letter file {self.path}: {exc.strerror}") from None
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record, default=str) + b"\n"
+    except TypeError:
+        pass
+    try:
+        # What orjson refuses (64-bit overflow, lone surrogates, over 254 levels) the stdlib writes.
+        return json.dumps(record, default=str, ensure_ascii=True).encode() + b"\n"
+    except (RecursionError, ValueError):
+        alert, _ = cut_depth(record["alert"])
+        reason = f"{record['reason']} (alert cut at {MAX_DEPTH} levels: nested too deeply to write)"
+        return json.dumps({**record, "alert": alert, "reason": reason}, default=str).encode() + b"\n"

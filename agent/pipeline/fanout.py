@@ -17,7 +17,7 @@ from agent.checkpoint import StreamState
 from agent.codecs import build_serializer
 from agent.health import Health
 from agent.metrics import AgentMetrics
-from agent.model import Batch, Commit
+from agent.model import Alert, Batch, Commit
 from agent.pipeline.acks import AckTracker
 from agent.pipeline.commit import CommitPath
 from agent.pipeline.config import LaneConfig
@@ -88,7 +88,7 @@ class Pipeline:
 
     def context(self, state: Mapping[str, StreamState]) -> SourceContext:
         """What a running source gets: ``emit``, ``advance``, its acknowledged ``state``, ``stop``."""
-        return SourceContext(self.emit, self.advance, state, self._stop, self._health)
+        return SourceContext(self.emit, self.advance, state, self._stop, self._health, self.reject)
 
     async def emit(self, batch: Batch) -> None:
         """Queue ``batch`` for every lane (waiting for room); raises ``Stopping`` when the agent stops."""
@@ -106,6 +106,10 @@ class Pipeline:
     async def advance(self, stream: str, commit: Commit) -> None:
         """The cursor-only commit: ``commit`` goes to the commit path behind what ``stream`` emitted."""
         self.acks.advance(stream, commit)
+
+    async def reject(self, stream: str, item: Alert, reason: str) -> None:
+        """Dead-letter one item a source will not forward (written before this returns)."""
+        await self._dead.write(stream, reason, [item], role="source")
 
     async def close(self) -> None:
         """Take no more batches; the runners deliver what is queued, then return."""

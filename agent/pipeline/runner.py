@@ -7,6 +7,11 @@ rejection — of one event (``SendResult.rejected``) or of a batch (``PermanentS
 the dead-letter file and counts as done. A pipeline batch is acknowledged once all its events are
 delivered or dead-lettered.
 
+Encoding is the boundary no alert crosses with an exception: whatever a codec raises for one alert,
+that alert is encoded again with its over-deep values cut (``agent.nesting``: the only failure a
+well-formed alert can still cause is nesting beyond what orjson or Python recursion allow), and
+dead-lettered with the reason if that fails too. The normal path pays nothing for this.
+
 What one send carries is bounded by ``batch.max_events``: a collection takes another queued batch only
 if it still fits (a single batch larger than the limit is sent on its own). After acknowledging, the
 runner awaits ``durable`` (the commit path's barrier) before sending more, so after a crash a sink
@@ -28,7 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from agent.codecs import Serializer
 from agent.errors import EncodeError, PermanentSinkError, SinkError, TransientSinkError
 from agent.metrics import AgentMetrics
-from agent.model import Batch, Event
+from agent.model import Alert, Batch, Event
+from agent.nesting import MAX_DEPTH, cut_depth
 from agent.pipeline.acks import AckTracker
 from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
@@ -37,6 +43,9 @@ from agent.pipeline.sink import Sink
 from agent.retry import backoff
 
 log = logging.getLogger(__name__)
+
+#: The ``field`` label of ``siem_agent_truncated_fields_total`` for values cut by nesting depth.
+NESTING_FIELD = "(nesting)"
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -138,12 +147,36 @@ class SinkRunner:
         for alert in batch.alerts:
             try:
                 events.append(Event(alert, self._serializer.encode(alert)))
-            except EncodeError as exc:
-                failed.append((alert, str(exc)))
+            except Exception as exc:  # one alert, whatever it holds, must never stop the sink
+                payload, reason = self._encode_cut(alert, exc)
+                if payload is None:
+                    failed.append((alert, reason))
+                else:
+                    events.append(Event(alert, payload))
         for alert, reason in failed:
+            log.warning(
+                "Alert could not be encoded; dead-lettered.", extra={"sink": self.sink.name, "error": reason}
+            )
             await self._dead.write(self.sink.name, f"encode: {reason}", [alert])
             self._m.dead_lettered.labels(self.sink.name, "encode_error").inc()
         return events
+
+    def _encode_cut(self, alert: Alert, exc: Exception) -> tuple[bytes | None, str]:
+        """The failure path of one alert: encoded again with values nested deeper than
+        ``agent.nesting.MAX_DEPTH`` cut (counted like a truncation), or ``(None, reason)``."""
+        reason = str(exc) if isinstance(exc, EncodeError) else f"{type(exc).__name__}: {exc}"
+        cut, cuts = cut_depth(alert)
+        if not cuts:
+            return None, reason[:500]
+        try:
+            payload = self._serializer.encode(cut)
+        except Exception as again:  # the cut did not help: dead-letter with both reasons
+            return (
+                None,
+                f"{reason[:250]}; after cutting at {MAX_DEPTH} levels: {type(again).__name__}: {again}"[:500],
+            )
+        self._m.truncated.labels(self.sink.name, NESTING_FIELD).inc(cuts)
+        return payload, ""
 
     def _chunks(self, events: Sequence[Event]) -> list[list[Event]]:
         chunks: list[list[Event]] = []

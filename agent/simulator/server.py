@@ -22,10 +22,14 @@ Documents it follows (Microsoft Graph docs, ``microsoftgraph/microsoft-graph-doc
   ``concepts/errors.md`` / ``best-practices-concept.md`` — 503/504; every response has ``request-id``.
 
 Faults for tests: a queue of canned responses (429, 5xx, malformed JSON, slow responses that provoke
-client timeouts), a throttle window, a deep-paging stall (``$skiptoken`` beyond ``max_skip`` refused
-or hung), token expiry, revoked credentials, alerts hidden until "ingested" late, and hooks called
-after each served page (to change data mid-pagination). ``requests`` logs every request with its
-monotonic arrival time and client port. Used by ``siem-agent demo`` and the tests.
+client timeouts, any raw body and headers: gzip bombs, redirects, pages nested 10,000 deep), a
+throttle window, a deep-paging stall (``$skiptoken`` beyond ``max_skip`` refused or hung), token
+expiry, revoked credentials, alerts hidden until "ingested" late, hooks called after each served page
+(to change data mid-pagination), and rewritten nextLinks (a liar's: another host, the same link
+forever). ``requests`` logs every request with its arrival time on the simulator's ``monotonic``
+clock (``time.monotonic`` unless a test shares a scaled clock with the agent) and its client port.
+Alert values may be ``orjson.Fragment``s (raw JSON written as is: an alert nested 1000 levels deep).
+Used by ``siem-agent demo`` and the tests.
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import jwt
 import orjson
@@ -53,9 +56,9 @@ from cryptography.hazmat.primitives import hashes
 
 from agent.simulator.alerts import make_alert, make_incident, update_alert
 from agent.simulator.backlog import SyntheticBacklog
-from agent.simulator.odata import compile_filter
+from agent.simulator.odata import list_page, next_link
 from agent.simulator.writes import ROLES, SimulatorWrites, access_token
-from agent.timestamps import format_dt, sort_key
+from agent.timestamps import format_dt
 
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GRAPH_PATHS = ("/v1.0/security/alerts_v2", "/v1.0/security/incidents")
@@ -106,8 +109,11 @@ class GraphSimulator:
         seed: int = 7,
         token_lifetime_secs: int = 3599,
         default_page_size: int = 100,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tenant_id = tenant_id
+        #: The clock of ``Seen.at``, token expiry and throttling (tests share a scaled one with the agent).
+        self.monotonic = monotonic
         self.client_id = client_id
         self.client_secret = client_secret
         self.rng = random.Random(seed)
@@ -131,6 +137,9 @@ class GraphSimulator:
         self.stall_mode = "error"
         #: Called as ``hook(simulator, seen)`` after each page served with 200.
         self.hooks: list[Callable[[GraphSimulator, Seen], None]] = []
+        #: A liar's nextLinks: every ``@odata.nextLink`` served passes through this (tests of what the
+        #: agent refuses to follow: another host, plain http, the same link forever).
+        self.rewrite_next_link: Callable[[str], str] | None = None
         #: Performance option (benchmarks): when set, ``alerts_v2`` lists this static, lazily rendered
         #: backlog instead of ``alerts`` (faults, throttling, auth and hooks apply as usual).
         self.backlog: SyntheticBacklog | None = None
@@ -197,7 +206,7 @@ class GraphSimulator:
 
     def throttle(self, seconds: float) -> None:
         """Answer every Graph request with 429 for ``seconds`` (``Retry-After``: the time left)."""
-        self._throttle_until = time.monotonic() + seconds
+        self._throttle_until = self.monotonic() + seconds
 
     def register_certificate(self, cert_pem: bytes) -> None:
         """Accept client assertions signed by this certificate's key (as if uploaded to the app)."""
@@ -270,7 +279,7 @@ class GraphSimulator:
     def _record(self, request: web.Request, status: int) -> Seen:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         seen = Seen(
-            time.monotonic(),
+            self.monotonic(),
             request.method,
             request.path,
             dict(request.query),
@@ -335,7 +344,7 @@ class GraphSimulator:
         token = access_token(
             tenant, self.client_id, self.base_url, self.roles, self.token_lifetime_secs, self._signing_key
         )
-        self.tokens[token] = time.monotonic() + self.token_lifetime_secs
+        self.tokens[token] = self.monotonic() + self.token_lifetime_secs
         self.token_roles[token] = list(self.roles)
         self._record(request, 200)
         return web.json_response(
@@ -360,12 +369,12 @@ class GraphSimulator:
     def _authorized(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
         expiry = self.tokens.get(auth.removeprefix("Bearer "))
-        return auth.startswith("Bearer ") and expiry is not None and expiry >= time.monotonic()
+        return auth.startswith("Bearer ") and expiry is not None and expiry >= self.monotonic()
 
     async def _alerts(self, request: web.Request) -> web.Response:
         if self.backlog is not None:
             return await self._list_backlog(request, self.backlog)
-        items = [a for a in self.alerts.values() if a["id"] not in self.hidden]
+        items = [a for a in self.alerts.values() if a.get("id") not in self.hidden]
         return await self._list(request, items, "security/alerts_v2")
 
     async def _incidents(self, request: web.Request) -> web.Response:
@@ -382,7 +391,7 @@ class GraphSimulator:
         if not self._authorized(request):
             self._record(request, 401)
             return _error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
-        left = self._throttle_until - time.monotonic()
+        left = self._throttle_until - self.monotonic()
         if left > 0:
             return await self._fault(request, throttled(f"{left:.3f}"))
         if self.faults:
@@ -391,9 +400,8 @@ class GraphSimulator:
 
     def _next_link(self, request: web.Request, skip: int) -> str:
         """The ``@odata.nextLink`` of the page after this one: same query, ``$skiptoken`` moved on."""
-        params = {k: v for k, v in request.query.items() if k not in ("$skiptoken", "$count")}
-        params["$skiptoken"] = str(skip)
-        return f"{self.base_url}{request.path}?{urlencode(params)}"
+        link = next_link(f"{self.base_url}{request.path}", request.query, skip)
+        return self.rewrite_next_link(link) if self.rewrite_next_link is not None else link
 
     async def _list_backlog(self, request: web.Request, backlog: SyntheticBacklog) -> web.Response:
         refused = await self._refusal(request)
@@ -427,9 +435,7 @@ class GraphSimulator:
             return refused
         q = request.query
         try:
-            top = int(q.get("$top", self.default_page_size))
             skip = int(q.get("$skiptoken", "0"))
-            keep = compile_filter(q.get("$filter", ""))
         except ValueError as exc:
             self._record(request, 400)
             return _error(400, "BadRequest", f"Invalid request: {exc}")
@@ -438,14 +444,14 @@ class GraphSimulator:
                 return await self._fault(request, Fault(200, b"{}", delay_secs=30.0))
             self._record(request, 400)
             return _error(400, "BadRequest", "SkipToken is not allowed beyond this offset.")
-        chosen = [a for a in items if keep(a)]
-        chosen.sort(key=lambda a: (sort_key(a["lastUpdateDateTime"]), a["id"]), reverse=True)
-        doc: dict[str, Any] = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{entity}"}
-        if q.get("$count") == "true":
-            doc["@odata.count"] = len(chosen)
-        doc["value"] = chosen[skip : skip + top]
-        if skip + top < len(chosen):
-            doc["@odata.nextLink"] = self._next_link(request, skip + top)
+        try:
+            page, _ = list_page(items, q, f"{self.base_url}{request.path}", self.default_page_size)
+        except ValueError as exc:
+            self._record(request, 400)
+            return _error(400, "BadRequest", f"Invalid request: {exc}")
+        if "@odata.nextLink" in page and self.rewrite_next_link is not None:
+            page["@odata.nextLink"] = self.rewrite_next_link(page["@odata.nextLink"])
+        doc = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{entity}", **page}
         seen = self._record(request, 200)
         body = orjson.dumps(doc)  # serialized before hooks change the data
         for hook in list(self.hooks):

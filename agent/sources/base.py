@@ -18,7 +18,7 @@ from agent.checkpoint import StreamState
 from agent.clock import Clock
 from agent.health import Health
 from agent.metrics import AgentMetrics
-from agent.model import Batch, Commit
+from agent.model import Alert, Batch, Commit
 
 
 class Stopping(Exception):
@@ -33,7 +33,9 @@ class SourceContext:
     when the agent stops while it waits. ``advance`` is the cursor-only commit: ``commit`` is applied
     to ``stream`` once everything emitted on that stream before it was acknowledged (it never waits
     for queue room). ``state`` is the acknowledged checkpoint at startup. ``stop`` is set on shutdown:
-    finish the current page and return.
+    finish the current page and return. ``reject`` dead-letters one item the source will not forward
+    (``reject(stream, item, reason)``: written durably before it returns; raises ``StateError`` when
+    the dead-letter file cannot be written).
     """
 
     emit: Callable[[Batch], Awaitable[None]]
@@ -42,6 +44,7 @@ class SourceContext:
     stop: asyncio.Event
     #: Report each complete poll (``poll_succeeded``) and declare streams (``expect_stream``) for /readyz.
     health: Health | None = None
+    reject: Callable[[str, Alert, str], Awaitable[None]] | None = None
 
 
 class Source(Protocol):

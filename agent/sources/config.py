@@ -67,8 +67,14 @@ class GraphSecuritySourceConfig(_Strict):
     initial_lookback_secs: float = Field(default=86_400.0, ge=0)
     #: ``$top`` (alerts per page) of each ``/security/alerts_v2`` request.
     page_size: int = Field(default=500, ge=1, le=2000)
-    #: A window needing more pages than this is split in two time windows instead of paging deeper.
+    #: Most pages read by following one ``@odata.nextLink`` chain (offset paging, which Graph refuses
+    #: past some depth). Windows are read newest page first through their time bounds, so a chain is
+    #: only followed where that cannot cut: more than ``page_size`` alerts sharing one timestamp, or
+    #: pages not in newest-first order.
     max_pages_per_window: int = Field(default=20, ge=1)
+    #: Largest Graph response accepted, in bytes, both as sent (compressed) and once decompressed; a
+    #: larger one is a transient error (retried, then the poll fails and backs off).
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
     #: ``all``: every new version of an alert is forwarded once (window on ``lastUpdateDateTime``);
     #: ``first``: each alert once, as first seen (window on ``createdDateTime``).
     forward_updates: Literal["all", "first"] = "all"

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from agent.checkpoint import CheckpointStore
 from agent.clock import Clock, SystemClock, now_str
 from agent.metrics import AgentMetrics
-from agent.model import Batch, Commit
+from agent.model import Alert, Batch, Commit
 from agent.pipeline.acks import AckTracker
 from agent.simulator.server import GraphSimulator
 from agent.sources.base import SourceContext, Stopping
@@ -83,6 +83,8 @@ class Harness:
         self.held: list[Batch] = []
         self.commits: list[tuple[str, Commit]] = []
         self.violations: list[str] = []
+        #: Items the source dead-lettered: (stream, item, reason).
+        self.rejected: list[tuple[str, dict[str, Any], str]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.sources: list[GraphSecuritySource] = []
 
@@ -101,6 +103,9 @@ class Harness:
         if self.stop.is_set():
             raise Stopping
         self.acks.advance(stream, commit)
+
+    async def _reject(self, stream: str, item: Alert, reason: str) -> None:
+        self.rejected.append((stream, dict(item), reason))
 
     def _ack(self, batch: Batch) -> None:
         for alert in batch.alerts:
@@ -139,7 +144,9 @@ class Harness:
         """Build and start a source from a config table (state: what the store holds now)."""
         cfg = GraphSecuritySourceConfig(**table)
         source = GraphSecuritySource(cfg, self.clock, self.metrics)
-        ctx = SourceContext(self._emit, self._advance, dict(self.store.streams), self.stop)
+        ctx = SourceContext(
+            self._emit, self._advance, dict(self.store.streams), self.stop, reject=self._reject
+        )
         self.sources.append(source)
         self._tasks.append(asyncio.create_task(source.run(ctx), name=f"source:{cfg.name}"))
         return source

@@ -28,9 +28,10 @@ class TestExactlyOnce:
     ) -> None:
         """A backlog over many pages arrives once per version, and the cursor lands on the newest one."""
         sim = await make_sim()
-        sim.add_alerts(95, when=backdate(120))
+        for k in range(95):
+            sim.add_alerts(1, when=backdate(120 - k))
         harness.strict["sim"] = sim
-        harness.start(source_table(sim, ca))
+        harness.start(source_table(sim, ca, poll_interval_secs=30))
         await harness.wait_delivered(expected_versions(sim))
         await until(lambda: harness.cursor("sim/alerts_v2/all") is not None, 5, "cursor commit")
         assert max(harness.versions().values()) == 1
@@ -38,7 +39,12 @@ class TestExactlyOnce:
             (a["lastUpdateDateTime"] for a in sim.alerts.values()), key=sort_key
         )
         assert harness.violations == []
-        assert all(r.query.get("$top") == "10" or "$skiptoken" in r.query for r in sim.graph_requests())
+        # One poll, ten pages: the newest page of the window, then the newest page of what is left
+        # (10 new alerts plus the one at the cut), each a fresh query with its count; no offsets.
+        reqs = sim.graph_requests()
+        assert len(reqs) == 10
+        assert [r.query["$top"] for r in reqs] == ["10"] + ["11"] * 9
+        assert all(r.query.get("$count") == "true" and "$skiptoken" not in r.query for r in reqs)
 
     async def test_every_request_prefers_unknown_enums_and_carries_a_client_request_id(
         self, make_sim: SimFactory, harness: Harness, ca: Path
@@ -278,96 +284,160 @@ class TestCheckpoint:
         )
 
 
-class TestDeepPaging:
-    async def test_deep_paging_splits_the_window_instead(
+class TestDeepWindows:
+    async def test_a_deep_window_costs_one_request_per_page_and_no_offsets(
         self, make_sim: SimFactory, harness: Harness, ca: Path
     ) -> None:
-        """Pain point 9: past max_pages_per_window the window is split by time; everything arrives once."""
+        """Pain point 9: 120 alerts in pages of 10 (max_pages_per_window 3): 12 requests, none deep."""
         sim = await make_sim()
         for k in range(120):
             sim.add_alerts(1, when=backdate(1000 - 7 * k))
+        sim.max_skip = 0  # Graph refusing every offset changes nothing: none is used
         harness.strict["sim"] = sim
-        harness.start(source_table(sim, ca, max_pages_per_window=3))
+        harness.start(source_table(sim, ca, max_pages_per_window=3, poll_interval_secs=30))
         await harness.wait_delivered(expected_versions(sim), timeout=15)
+        await until(lambda: harness.cursor("sim/alerts_v2/all") is not None, 5, "cursor commit")
         assert max(harness.versions().values()) == 1
-        assert harness.metric("siem_agent_graph_window_splits_total", stream="sim/alerts_v2/all") >= 1
-        assert any(" lt " in f for f in graph_filters(sim))
-        assert max(int(r.query.get("$skiptoken", "0")) for r in sim.graph_requests()) <= 30
+        reqs = sim.graph_requests()
+        assert len(reqs) == 12 and all(r.status == 200 for r in reqs)
+        assert not any("$skiptoken" in r.query for r in reqs)
+        assert harness.metric("siem_agent_alerts_fetched_total", stream="sim/alerts_v2/all") == 120 + 11
+        assert harness.metric("siem_agent_graph_window_remaining", stream="sim/alerts_v2/all") == 0
         assert harness.violations == []
 
-    async def test_skiptoken_stall_splits_the_window(
+    async def test_more_alerts_at_one_instant_than_a_page_are_paged_through_that_instant(
         self, make_sim: SimFactory, harness: Harness, ca: Path
     ) -> None:
-        """Pain point 9 ("SkipToken is not allowed"): a refused nextLink leads to smaller windows, no loss."""
+        """45 alerts sharing one timestamp among others: that one-tick window is paged by nextLink."""
         sim = await make_sim()
-        sim.max_skip = 20
-        for k in range(100):
-            sim.add_alerts(1, when=backdate(900 - 5 * k))
+        for k in range(10):
+            sim.add_alerts(1, when=backdate(100 - k))
+        sim.add_alerts(45, when=backdate(50))
+        for k in range(10):
+            sim.add_alerts(1, when=backdate(40 - k))
         harness.strict["sim"] = sim
-        harness.start(source_table(sim, ca, max_pages_per_window=50))
+        harness.start(source_table(sim, ca))
         await harness.wait_delivered(expected_versions(sim), timeout=15)
         assert max(harness.versions().values()) == 1
-        assert any(r.status == 400 for r in sim.graph_requests())
+        assert any("$skiptoken" in r.query for r in sim.graph_requests())
+        assert (
+            harness.metric("siem_agent_graph_rereads_total", stream="sim/alerts_v2/all", reason="instant")
+            >= 1
+        )
         assert harness.violations == []
 
-    async def test_hanging_nextlink_splits_the_window(
-        self, make_sim: SimFactory, harness: Harness, ca: Path
-    ) -> None:
-        """A nextLink that never answers (timeouts, retried) also ends in window splitting, not a stuck poll."""
-        sim = await make_sim()
-        sim.max_skip, sim.stall_mode = 20, "hang"
-        for k in range(50):
-            sim.add_alerts(1, when=backdate(500 - 5 * k))
-        harness.start(source_table(sim, ca, request_timeout_secs=0.3, max_attempts=2))
-        await harness.wait_delivered(expected_versions(sim), timeout=20)
-        assert max(harness.versions().values()) == 1
-
-    async def test_split_windows_commit_only_completed_ranges(
+    async def test_cursor_commits_once_per_poll_after_everything_below_it(
         self, make_sim: SimFactory, tmp_path: Path, ca: Path
     ) -> None:
-        """While split windows are read, each cursor commit covers only windows read to the end."""
+        """The cursor of a deep poll is committed once, at the end, behind every batch of the poll."""
         sim = await make_sim()
         for k in range(60):
             sim.add_alerts(1, when=backdate(600 - 9 * k))
-        h = Harness(tmp_path / "state")
+        h = Harness(tmp_path / "state", auto_ack=False)
         h.strict["sim"] = sim
         try:
-            h.start(source_table(sim, ca, max_pages_per_window=2))
-            await h.wait_delivered(expected_versions(sim), timeout=15)
+            h.start(source_table(sim, ca, poll_interval_secs=30))
+            await until(lambda: len(h.held) == 6, 5, "six batches held")
+            assert h.cursor("sim/alerts_v2/all") is None  # nothing acknowledged: nothing committed
+            h.ack_held()
             await until(lambda: h.cursor("sim/alerts_v2/all") is not None, 5)
         finally:
             await h.close()
         cursors = [c.cursor for _, c in h.commits if c.cursor is not None]
-        assert len(cursors) >= 3  # intermediate commits of split windows, then the final one
+        assert cursors == [max((a["lastUpdateDateTime"] for a in sim.alerts.values()), key=sort_key)]
         assert h.violations == []
 
-    async def test_item_leaving_a_split_window_mid_read_does_not_hide_another(
+
+class TestMovesWhileReading:
+    """An alert that moves while a window is read is never skipped (the simulator's mid-pagination
+    hooks change the data right after a page was served)."""
+
+    @staticmethod
+    def spread(sim: GraphSimulator, n: int, newest_age: float = 30.0) -> list[dict[str, Any]]:
+        return [a for k in range(n) for a in sim.add_alerts(1, when=backdate(newest_age + 5 * (n - k)))]
+
+    async def test_update_of_an_alert_not_read_yet_is_delivered(
+        self, make_sim: SimFactory, harness: Harness, ca: Path
+    ) -> None:
+        """The oldest alerts are updated while the newest pages are read: they leave the part still to
+        read and move to the top; their new versions arrive (next poll), and no other alert is skipped."""
+        sim = await make_sim()
+        made = self.spread(sim, 50)
+        moved: list[str] = []
+
+        def move(s: GraphSimulator, seen: Seen) -> None:
+            if len(s.graph_requests()) in (2, 3) and len(moved) < 4:
+                moved.extend(
+                    s.update(a["id"])["lastUpdateDateTime"] for a in made[len(moved) : len(moved) + 2]
+                )
+
+        sim.hooks.append(move)
+        harness.strict["sim"] = sim
+        harness.start(source_table(sim, ca))
+        await until(lambda: len(moved) == 4, 10, "updates while reading")
+        await harness.wait_delivered(expected_versions(sim), timeout=15)
+        assert {i for i, _ in harness.versions()} == set(sim.alerts)
+        assert max(harness.versions().values()) == 1
+        assert harness.violations == []
+
+    async def test_update_of_an_alert_already_read_shifts_nothing(
+        self, make_sim: SimFactory, harness: Harness, ca: Path
+    ) -> None:
+        """The newest alerts are updated after their page was read: nothing below them is skipped."""
+        sim = await make_sim()
+        made = self.spread(sim, 50)
+        moved: list[str] = []
+
+        def move(s: GraphSimulator, seen: Seen) -> None:
+            if len(s.graph_requests()) == 2 and not moved:
+                moved.extend(s.update(a["id"])["lastUpdateDateTime"] for a in made[-15:])
+
+        sim.hooks.append(move)
+        harness.strict["sim"] = sim
+        harness.start(source_table(sim, ca))
+        await until(lambda: bool(moved), 10, "updates while reading")
+        await harness.wait_delivered(expected_versions(sim), timeout=15)
+        assert len(harness.versions()) == 50 + 15 and max(harness.versions().values()) == 1
+        assert harness.violations == []
+
+    async def test_late_alert_published_below_the_part_read_is_delivered(
+        self, make_sim: SimFactory, harness: Harness, ca: Path
+    ) -> None:
+        """An alert published mid-read with an old timestamp, inside the part still to read, arrives
+        in the same poll; one published above the part read arrives with the next poll's overlap."""
+        sim = await make_sim()
+        self.spread(sim, 40)
+        below = sim.add_alerts(1, when=backdate(220), hidden=True)[0]
+        above = sim.add_alerts(1, when=backdate(32), hidden=True)[0]
+
+        def publish(s: GraphSimulator, seen: Seen) -> None:
+            if len(s.graph_requests()) == 2:
+                s.publish(below["id"])
+                s.publish(above["id"])
+
+        sim.hooks.append(publish)
+        harness.start(source_table(sim, ca))
+        await until(lambda: below["id"] not in sim.hidden, 10, "published while reading")
+        await harness.wait_delivered(expected_versions(sim), timeout=15)
+        assert max(harness.versions().values()) == 1
+
+    async def test_one_instant_paged_by_nextlink_survives_an_alert_leaving_it(
         self, make_sim: SimFactory, harness: Harness, ca: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        """Offset paging skips one item when another leaves a bounded window; $count catches it (no loss)."""
+        """Offset paging of a one-tick window skips an item when another leaves it; the count catches it."""
         sim = await make_sim()
-        for k in range(80):
-            sim.add_alerts(1, when=backdate(800 - 9 * k))
+        same = sim.add_alerts(35, when=backdate(90))
         fired: list[str] = []
 
-        def move_out(s: GraphSimulator, seen: Seen) -> None:
-            f = seen.query.get("$filter", "")
-            if fired or " lt " not in f or seen.query.get("$skiptoken") != "10":
-                return
-            lo, hi = f.split(" ge ")[1].split(" and ")[0], f.split(" lt ")[1].split(" and ")[0]
-            inside = [
-                a
-                for a in s.alerts.values()
-                if sort_key(lo) <= sort_key(a["lastUpdateDateTime"]) < sort_key(hi)
-            ]
-            if len(inside) > 25:
-                return  # too deep for 3 pages: this pass is abandoned and split anyway
-            newest = max(inside, key=lambda a: sort_key(a["lastUpdateDateTime"]))
-            fired.append(s.update(newest["id"])["id"])  # now newer than the window: it leaves it
+        def leave(s: GraphSimulator, seen: Seen) -> None:
+            if seen.query.get("$skiptoken") == "10" and not fired:  # the instant's second page
+                fired.append(s.update(same[-1]["id"])["id"])  # newest of the instant: read already
 
-        sim.hooks.append(move_out)
-        harness.start(source_table(sim, ca, max_pages_per_window=3, overlap_secs=1))
+        sim.hooks.append(leave)
+        harness.strict["sim"] = sim
+        harness.start(source_table(sim, ca))
         await harness.wait_delivered(expected_versions(sim), timeout=15)
         assert fired
         assert "fewer items than counted" in caplog.text
         assert {i for i, _ in harness.versions()} == set(sim.alerts)
+        assert harness.violations == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,9 @@ from agent.metrics import AgentMetrics
 from agent.retry import parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig, duplicate_apps
 from agent.sources.graph.budget import RateBudget
-from agent.sources.graph.poller import from_ticks, to_ticks
+from agent.sources.graph.share import BudgetShare, Kind
 from agent.sources.graph.source import GraphSecuritySource
+from agent.timestamps import from_ticks, to_ticks
 
 
 class VirtualClock:
@@ -54,27 +56,56 @@ class VirtualClock:
         raise AssertionError("virtual clock did not settle")
 
 
+def windows_hold_at_most(times: list[float], limit: int) -> bool:
+    """No 60-second window of ``times`` (sorted) holds more than ``limit``."""
+    times = sorted(times)
+    return all(bisect.bisect_left(times, t + 60.0) - i <= limit for i, t in enumerate(times))
+
+
 class TestRateBudget:
-    async def test_no_sixty_second_window_exceeds_the_limit(self) -> None:
-        """Five greedy streams for ten virtual minutes: every 60 s window holds at most requests_per_minute."""
+    async def test_no_sixty_second_window_at_the_server_exceeds_the_limit(self) -> None:
+        """Many greedy streams for five virtual minutes; for the first minute every answer takes 40 s
+        and its request reaches the server just before it (the worst case), then answers are quick:
+        every 60 s window *at the server* holds at most requests_per_minute requests."""
         clock = VirtualClock()
         budget = RateBudget(150, clock)
-        grants: list[float] = []
+        start = clock.t
+        arrivals: list[float] = []
 
         async def stream() -> None:
             while True:
-                await budget.acquire()
-                grants.append(clock.monotonic())
+                async with budget.slot():
+                    took = 40.0 if clock.monotonic() < start + 60 else 0.01
+                    arrivals.append(clock.monotonic() + took)
+                    await clock.sleep(took)
 
-        tasks = [asyncio.create_task(stream()) for _ in range(5)]
-        await clock.run_until(clock.t + 600)
+        tasks = [asyncio.create_task(stream()) for _ in range(80)]
+        await clock.run_until(start + 300)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        assert len(grants) > 1200  # the budget is used, not starved
-        for i, start in enumerate(grants):
-            in_window = sum(1 for g in grants[i:] if g < start + 60)
-            assert in_window <= 150
+        assert len(arrivals) > 500  # the budget is used, not starved
+        assert windows_hold_at_most(arrivals, 150)
+
+    async def test_counting_from_the_grant_alone_would_overshoot(self) -> None:
+        """The case the old rule missed: a slow answer holds its slot until a minute after it came back."""
+        clock = VirtualClock()
+        budget = RateBudget(2, clock)
+        grants: list[float] = []
+
+        async def one(hold: float) -> None:
+            async with budget.slot():
+                grants.append(clock.monotonic())
+                await clock.sleep(hold)
+
+        first = asyncio.create_task(one(30.0))  # granted at 0, answered at 30
+        second = asyncio.create_task(one(0.0))
+        await clock.run_until(clock.t + 1)
+        third = asyncio.create_task(one(0.0))
+        await clock.run_until(clock.t + 200)
+        await asyncio.gather(first, second, third)
+        t0 = grants[0]
+        assert grants[2] >= t0 + 30.0 + 60.0 - 1e-6  # not at t0 + 60: the first may have arrived at t0 + 30
 
     async def test_retry_after_blocks_every_caller_until_it_passes(self) -> None:
         """After block_for(7.5), no grant happens earlier than 7.5 s later, for any caller."""
@@ -85,13 +116,55 @@ class TestRateBudget:
         budget.block_for(7.5)
 
         async def one() -> None:
-            await budget.acquire()
-            grants.append(clock.monotonic())
+            async with budget.slot() as waited:
+                grants.append(clock.monotonic())
+                assert waited > 0
 
         tasks = [asyncio.create_task(one()) for _ in range(3)]
         await clock.run_until(clock.t + 20)
         await asyncio.gather(*tasks)
         assert grants and min(grants) >= blocked_at + 7.5
+
+    async def test_every_slot_in_flight_waits_for_an_answer(self) -> None:
+        """requests_per_minute below the concurrency: the third request waits for an answer plus a minute."""
+        clock = VirtualClock()
+        budget = RateBudget(2, clock)
+        grants: list[float] = []
+
+        async def one() -> None:
+            async with budget.slot():
+                grants.append(clock.monotonic())
+                await clock.sleep(10.0)
+
+        tasks = [asyncio.create_task(one()) for _ in range(3)]
+        await clock.run_until(clock.t + 200)
+        await asyncio.gather(*tasks)
+        assert sorted(grants)[2] >= sorted(grants)[0] + 10.0 + 60.0 - 1e-6
+
+    async def test_writes_holding_their_slots_keep_their_share_and_the_window_exact(self) -> None:
+        """Polls and writes (issue #16's share, 0.2) both greedy, every request holding its slot for a
+        while: the window stays exact at the server, writes get their guarantee, neither starves."""
+        clock = VirtualClock()
+        budget = RateBudget(100, clock)
+        budget.share = BudgetShare(100, 0.2)
+        arrivals: dict[str, list[float]] = {"poll": [], "write": []}
+
+        async def greedy(kind: Kind) -> None:
+            while True:
+                async with budget.slot(kind):
+                    arrivals[kind].append(clock.monotonic() + 2.0)  # arrives just before its answer
+                    await clock.sleep(2.0)
+
+        start = clock.t
+        tasks = [asyncio.create_task(greedy(k)) for k in ("poll", "poll", "poll", "write", "write")]
+        await clock.run_until(start + 480)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert windows_hold_at_most(arrivals["poll"] + arrivals["write"], 100)
+        polls = [g for g in arrivals["poll"] if g >= start + 120]
+        writes = [g for g in arrivals["write"] if g >= start + 120]
+        assert 0.15 <= len(writes) / (len(polls) + len(writes)) <= 0.35
 
     def test_small_budgets_still_allow_one_request(self) -> None:
         """requests_per_minute = 1 has a burst of one."""

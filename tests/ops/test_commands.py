@@ -125,13 +125,14 @@ class TestBackfill:
     async def test_replays_exactly_the_window_and_leaves_live_state_alone(
         self, tmp_path: Path, graph_sim: SimEnv
     ) -> None:
-        """Alerts in [since, until) arrive once, split windows included; others do not; live checkpoint intact."""
+        """Alerts in [since, until) arrive once, each fetched once; others do not; live checkpoint intact;
+        progress is logged (not a TTY) with the total Graph counted."""
         sim = graph_sim.sim
         before = sim.add_alerts(4, when=backdate(3 * 3600))
         inside = [a for i in range(45) for a in sim.add_alerts(1, when=backdate(2 * 3600 - 7 * i))]
         after = sim.add_alerts(4, when=backdate(600))
         out = tmp_path / "out.jsonl"
-        # page_size 10 and max_pages_per_window 2: the 45-alert window must be split to be read.
+        # page_size 10 and max_pages_per_window 2: five pages, read without offsets or re-reads.
         cfg = config(tmp_path, graph_sim, [file_sink(out)], page_size=10, max_pages_per_window=2)
         live = tmp_path / "state" / "test.checkpoint.json"
         live.parent.mkdir(parents=True)
@@ -157,13 +158,18 @@ class TestBackfill:
         assert sorted(got) == sorted(a["id"] for a in inside), "not exactly the window, once each"
         assert not {a["id"] for a in before + after} & set(got)
         assert live.read_bytes() == original, "backfill touched the live checkpoint"
-        # Split windows re-read pages (counted as fetched); each alert is forwarded once.
-        fetched = re.search(r"stream sim/alerts_v2/all: (\d+) fetched, 45 forwarded", stdout)
-        assert fetched and int(fetched.group(1)) > 45, stdout
+        # Fetched = forwarded + duplicates: the alert at each of the four page cuts is read twice.
+        counts = re.search(r"stream sim/alerts_v2/all: (\d+) fetched, 45 forwarded, (\d+) duplicates", stdout)
+        assert counts and int(counts.group(1)) == 45 + int(counts.group(2)) and int(counts.group(2)) == 4, (
+            stdout
+        )
         assert "sink file: 45 sent, 0 dead-lettered" in stdout
         filters = [r.query.get("$filter", "") for r in sim.graph_requests()]
-        assert any(f.endswith(f"lastUpdateDateTime lt {until}") for f in filters)
+        assert len(filters) == 5  # ceil(45 / 10): nothing read twice
+        assert filters[0].endswith(f"lastUpdateDateTime lt {until}")
         assert all(" lt " in f for f in filters), "backfill must only read bounded windows"
+        progress = [orjson.loads(line) for line in err.splitlines() if "Backfill progress." in line]
+        assert progress and progress[-1]["done"] == 45 and progress[-1]["total"] == 45, err[-2000:]
 
     async def test_bad_window_is_a_usage_error(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         cfg = config(tmp_path, graph_sim, [file_sink(tmp_path / "o")])

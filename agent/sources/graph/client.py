@@ -4,6 +4,13 @@ Every request carries ``Prefer: include-unknown-enum-members`` (so new enum memb
 as ``unknownFutureValue``) and a fresh ``client-request-id``; Graph's ``request-id`` is logged with
 every error. Bodies are parsed with orjson into plain dicts (nothing renamed or dropped).
 
+Every attempt holds a slot of the tenant's ``RateBudget`` from before it is sent until its answer is
+in (``budget.py``: the window is exact as Graph counts it). The bearer token only ever goes to the
+configured Graph root: a URL of another scheme, host or port is refused before anything is sent
+(``UpstreamProtocolError``), and redirects are never followed (a 3xx fails the request, naming the
+``Location`` origin and path). Bodies are untrusted input (``body.py``): bounded in size compressed
+and decompressed, and parsed so that no nesting depth can crash the poll.
+
 Response handling (Graph docs: ``concepts/throttling.md``, ``best-practices-concept.md``, ``errors.md``):
 
 * 429 — block the tenant's whole budget for exactly ``Retry-After`` (seconds, fractional, or an
@@ -12,13 +19,14 @@ Response handling (Graph docs: ``concepts/throttling.md``, ``best-practices-conc
   attempts, and the retry goes over a *new* connection (a ``force_close`` session), as Graph asks
   after a 503; a ``Retry-After`` on a 5xx is honoured as a minimum;
 * 401 — a fresh token once (the expired one is dropped), then the request again;
-* other 4xx — ``GraphStatusError`` with Graph's error code: the caller decides (no retry here).
+* other 4xx — ``GraphStatusError`` with Graph's error code: the caller decides (no retry here);
+* 3xx — ``UpstreamProtocolError`` (a redirect is never followed: it would carry the token elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import random
 import ssl
@@ -31,13 +39,15 @@ import orjson
 
 from agent.clock import Clock
 from agent.entra import ClientCredential
-from agent.errors import SourceError, ThrottledError, TransientSourceError
+from agent.errors import SourceError, ThrottledError, TransientSourceError, UpstreamProtocolError
 from agent.metrics import AgentMetrics
 from agent.proxies import env_proxy
 from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
-from agent.sources.graph.budget import RateBudget
-from agent.sources.graph.endpoints import graph_credential
+from agent.sources.graph.body import ACCEPT_ENCODING, inflate, parse_object, read_limited
+from agent.sources.graph.budget import POLL, RateBudget
+from agent.sources.graph.endpoints import endpoints_for, graph_credential
+from agent.sources.graph.pages import Origin, describe, same_origin
 from agent.sources.graph.share import Kind
 
 log = logging.getLogger(__name__)
@@ -67,10 +77,11 @@ class GraphClient:
     @classmethod
     def connect(cls, cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> GraphClient:
         """The client of ``cfg``'s tenant and app with its credential (MSAL token cache) and request
-        budget: the one place they are built. Sessions open on the first request; ``aclose`` them."""
-        return cls(
-            cfg, graph_credential(cfg, clock), RateBudget(cfg.requests_per_minute, clock), metrics, clock
-        )
+        budget: the one place they are built. Sessions open on the first request; ``aclose`` them. The
+        credential's token requests spend the same budget as the Graph requests."""
+        budget = RateBudget(cfg.requests_per_minute, clock)
+        credential = graph_credential(cfg, clock, gate=functools.partial(budget.slot, POLL))
+        return cls(cfg, credential, budget, metrics, clock)
 
     def __init__(
         self,
@@ -88,6 +99,9 @@ class GraphClient:
         self._m = metrics
         self._clock = clock
         self._tenant = cfg.tenant_id
+        #: Where the token may be sent: the configured Graph root's scheme, host and port.
+        self.root = Origin.of(endpoints_for(cfg).graph_root)
+        self._max_bytes = cfg.max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_secs)
         self._proxy = cfg.proxy_url.get_secret_value() if cfg.proxy_url else None
         self._ssl = make_ssl_context(str(cfg.ca_bundle) if cfg.ca_bundle else None)
@@ -99,11 +113,13 @@ class GraphClient:
     def _sessions(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
         if self._session is None or self._fresh is None:
             # No trust_env: the proxy (configured, else HTTPS_PROXY/NO_PROXY) is passed per request.
+            # No auto_decompress: body.py inflates within max_response_bytes.
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._cfg.max_concurrent_requests)
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._cfg.max_concurrent_requests),
+                auto_decompress=False,
             )
             self._fresh = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True)
+                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True), auto_decompress=False
             )
         return self._session, self._fresh
 
@@ -122,8 +138,13 @@ class GraphClient:
         """GET ``url`` and return the JSON object, retrying what is retriable (see module docstring).
 
         Raises ``ThrottledError`` (429 persisted), ``TransientSourceError`` (attempts exhausted),
-        ``AuthError`` (token), or ``GraphStatusError`` (other 4xx). Cancellation abandons the request.
+        ``AuthError`` (token), ``GraphStatusError`` (other 4xx) or ``UpstreamProtocolError`` (``url``
+        outside the Graph root, or a redirect). Cancellation abandons the request.
         """
+        if not same_origin(url, self.root):
+            raise UpstreamProtocolError(
+                f"refusing to send the Graph token to {describe(url)} (Graph root {self.root})"
+            )
         attempt = 0
         throttled = 0
         stale: str | None = None
@@ -190,21 +211,29 @@ class GraphClient:
         ``max_concurrent_requests`` slot (their caller sends one at a time per tenant). With
         ``stale_token`` (a token Graph answered 401 to) a fresh token is used. Raises ``AuthError``
         (credential), ``TransientSourceError`` (connection error or timeout: the request may or may
-        not have reached Graph), ``BudgetTimeout`` (the budget gave no grant within ``wait_limit``
-        seconds: nothing was sent).
+        not have reached Graph; or an answer larger than ``max_response_bytes``), ``BudgetTimeout``
+        (the budget gave no grant within ``wait_limit`` seconds: nothing was sent),
+        ``UpstreamProtocolError`` (``url`` is not on the Graph root: nothing was sent). The budget slot
+        is held until the answer is in, like every poll's.
         """
+        if not same_origin(url, self.root):
+            raise UpstreamProtocolError(
+                f"refusing to send the Graph token to {describe(url)} (Graph root {self.root})"
+            )
         session, fresh = self._sessions()
         token = await self.credential.token(stale=stale_token)
         client_request_id = str(uuid.uuid4())
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Prefer": "include-unknown-enum-members",
             "client-request-id": client_request_id,
         }
+        slot = self.budget.slot(kind)  # held until the answer is in: the window is exact at Graph
         try:
             async with asyncio.timeout(wait_limit):
-                waited = await self.budget.acquire(kind)
+                waited = await slot.__aenter__()
         except TimeoutError:
             raise BudgetTimeout(
                 f"no request allowed by the tenant's budget within {wait_limit:.1f}s"
@@ -221,9 +250,10 @@ class GraphClient:
                 proxy=self._proxy or env_proxy(url),
                 allow_redirects=False,
             ) as resp:
+                raw = await read_limited(resp, self._max_bytes)
                 reply = GraphReply(
                     resp.status,
-                    await resp.read(),
+                    inflate(raw, resp.headers.get("Content-Encoding", ""), self._max_bytes),
                     resp.headers.get("request-id", "-"),
                     client_request_id,
                     parse_retry_after(resp.headers.get("Retry-After"), self._clock),
@@ -234,6 +264,13 @@ class GraphClient:
             raise TransientSourceError(
                 f"{method} {_path(url)} failed: {type(exc).__name__}, client-request-id {client_request_id}"
             ) from None
+        except TransientSourceError as exc:  # the answer's body was too large or badly encoded
+            self._m.graph_requests.labels(self._tenant, "error").inc()
+            raise TransientSourceError(
+                f"{method} {_path(url)}: {exc}, client-request-id {client_request_id}"
+            ) from None
+        finally:
+            await slot.__aexit__(None, None, None)
         self._m.graph_requests.labels(self._tenant, f"{reply.status // 100}xx").inc()
         if reply.status == 429:
             self._m.graph_throttled.labels(self._tenant).inc()
@@ -252,11 +289,11 @@ class GraphClient:
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Prefer": "include-unknown-enum-members",
             "client-request-id": client_request_id,
         }
-        async with self._gate:
-            waited = await self.budget.acquire()
+        async with self._gate, self.budget.slot(POLL) as waited:
             if waited:
                 self._m.retry_after_seconds.labels(self._tenant).inc(waited)
             use = fresh if fresh_connection else session
@@ -267,19 +304,29 @@ class GraphClient:
                     headers=headers,
                     timeout=self._timeout,
                     proxy=self._proxy or env_proxy(url),
+                    allow_redirects=False,
                 ) as resp:
-                    body = await resp.read()
                     status = resp.status
                     request_id = resp.headers.get("request-id", "-")
                     retry_after = resp.headers.get("Retry-After")
                     warning = resp.headers.get("Warning", "")
+                    location = resp.headers.get("Location", "")
+                    encoding = resp.headers.get("Content-Encoding", "")
+                    body = b"" if 300 <= status < 400 else await read_limited(resp, self._max_bytes)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._m.graph_requests.labels(self._tenant, "error").inc()
                 raise TransientSourceError(
                     f"GET {_path(url)} failed: {type(exc).__name__}, client-request-id {client_request_id}"
                 ) from None
+            except TransientSourceError as exc:  # the body was too large
+                self._m.graph_requests.labels(self._tenant, f"{status // 100}xx").inc()
+                raise TransientSourceError(f"GET {_path(url)}: {exc}, request-id {request_id}") from None
         self._m.graph_requests.labels(self._tenant, f"{status // 100}xx").inc()
         ids = f"request-id {request_id}, client-request-id {client_request_id}"
+        if 300 <= status < 400:
+            where = describe(location) if location else "no Location"
+            raise UpstreamProtocolError(f"Graph answered {status} (redirect to {where}): not followed, {ids}")
+        body = inflate(body, encoding, self._max_bytes) if encoding else body
         if status == 401:
             raise _Unauthorized
         if status == 429:
@@ -314,19 +361,9 @@ class GraphClient:
                 f"Graph returned {status} for {_path(url)}: {code}{hint}, {ids}", status, code
             )
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            try:
-                # Valid JSON orjson refuses: a lone surrogate escape ("\ud800"), which Graph (.NET) can
-                # write for alert text. Refusing it would stall the stream on that page forever.
-                doc = json.loads(body)
-            except ValueError:
-                raise TransientSourceError(
-                    f"Graph returned malformed JSON ({len(body)} bytes), {ids}"
-                ) from None
-        if not isinstance(doc, dict):
-            raise TransientSourceError(f"Graph returned a non-object body, {ids}")
-        return doc
+            return parse_object(body)
+        except TransientSourceError as exc:
+            raise TransientSourceError(f"Graph returned {exc}, {ids}") from None
 
 
 class BudgetTimeout(TransientSourceError):
@@ -372,5 +409,5 @@ def _error_code(body: bytes) -> str:
         doc = orjson.loads(body)
         code = doc["error"]["code"]
         return str(code)[:100]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
         return "no error code"

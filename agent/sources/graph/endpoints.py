@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from agent.clock import Clock
 from agent.entra import ClientCredential, EntraApp, app_credential
+from agent.entra.gate import RequestGate
 from agent.sources.config import GraphSecuritySourceConfig
 
 
@@ -59,11 +60,17 @@ def graph_app(cfg: GraphSecuritySourceConfig) -> EntraApp:
     )
 
 
-def graph_credential(cfg: GraphSecuritySourceConfig, clock: Clock) -> ClientCredential:
-    """Tokens for ``cfg``'s app; a rejected credential cools down like a failing poll backs off."""
+def graph_credential(
+    cfg: GraphSecuritySourceConfig, clock: Clock, gate: RequestGate | None = None
+) -> ClientCredential:
+    """Tokens for ``cfg``'s app; a rejected credential cools down like a failing poll backs off.
+
+    With ``gate`` (the tenant's Graph request budget) every token-endpoint request holds a slot of it.
+    """
     return ClientCredential(
         graph_app(cfg),
         clock,
         cooldown_base_secs=cfg.backoff_base_secs,
         cooldown_max_secs=cfg.error_backoff_max_secs,
+        gate=gate,
     )

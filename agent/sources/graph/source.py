@@ -28,7 +28,8 @@ from agent.sources.base import SourceContext, Stopping
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.client import GraphClient
 from agent.sources.graph.endpoints import endpoints_for
-from agent.sources.graph.poller import StreamPoller, StreamSpec
+from agent.sources.graph.poller import StreamPoller
+from agent.sources.graph.reader import StreamSpec
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +133,10 @@ class GraphSecuritySource:
     async def read_window(self, ctx: SourceContext, start: str, end: str) -> None:
         """Read ``[start, end)`` of every stream once (see ``Source.read_window``).
 
-        Each stream reads the window in half windows where paging goes too deep, oldest first, and
-        advances its cursor to each half window's end once that is fully read; alert versions seen
-        twice within the read (split windows overlap in what they re-read) are emitted once.
+        Each stream reads the window newest page first, one bounded query per page (``reader.py``), so
+        every alert is fetched once (alert versions seen twice, at a timestamp shared across a page cut,
+        are emitted once), then advances its cursor to ``end``. ``siem_agent_graph_window_remaining``
+        tracks what Graph counted as left to read.
         """
 
         async def one(poller: StreamPoller) -> None:
