@@ -124,8 +124,11 @@ class TestBackpressure:
 
         try:
             await until(lambda: depth() >= 50, what="queue full")
+            # The page being read as the queue filled may still arrive (it then waits for room); after
+            # that nothing. The poll interval is 0.05 s: unthrottled, a quarter second would show
+            # several more pages.
+            await asyncio.sleep(0.25)
             pages = len(graph_sim.sim.requests)
-            # The poll interval is 0.05 s: unthrottled, a quarter second would show several more pages.
             await asyncio.sleep(0.25)
             assert len(graph_sim.sim.requests) == pages, "polling continued while the queue was full"
             assert depth() <= 50 + 10
