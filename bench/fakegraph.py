@@ -95,7 +95,7 @@ async def serve(args: argparse.Namespace) -> None:
     await sim.stop()
     if args.request_log:
         lines = (orjson.dumps([r.at, r.tenant, r.client_id, r.path, r.status]) + b"\n" for r in sim.requests)
-        Path(args.request_log).write_bytes(b"".join(lines))
+        await asyncio.to_thread(Path(args.request_log).write_bytes, b"".join(lines))
 
 
 def main() -> None:

@@ -180,13 +180,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     base = results[0] if results and results[0]["tenants"] == 1 else None
     print(f"\nbench.tenants (poll_interval_secs {args.interval:g}, idle window {args.idle:g} s)")
     print(
-        "| tenants | start s | CPU to start s | RSS start MiB | RSS MiB (x 1 tenant) | peak MiB | idle CPU % | max polls in 1 s (% of N) |"
+        "| tenants | start s | CPU to start s | RSS start MiB | RSS MiB (x 1 tenant) | peak MiB "
+        "| idle CPU % | max polls in 1 s (% of N) |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ratio = f" ({r['rss_mib'] / base['rss_mib']:.2f}x)" if base else ""
         print(
-            f"| {r['tenants']:,} | {r['start_secs']:.2f} | {r['start_cpu_secs']:.2f} | {r['rss_start_mib']:.0f} | "
+            f"| {r['tenants']:,} | {r['start_secs']:.2f} | {r['start_cpu_secs']:.2f} "
+            f"| {r['rss_start_mib']:.0f} | "
             f"{r['rss_mib']:.0f}{ratio} | {r['hwm_mib']:.0f} | {r['idle_cpu_pct']:.2f} | "
             f"{r['burst_max']} ({r['burst_pct']:.1f} %) |"
         )

@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from agent.clock import Clock
 from agent.entra.config import CredentialConfig
-from agent.entra.gate import RequestGate, mount_gate
+from agent.entra.gate import RequestGate, gated, mount_gate
 from agent.errors import AuthError, TransientSourceError
 from agent.proxies import msal_proxies
 from agent.retry import backoff
@@ -157,8 +157,12 @@ class ClientCredential:
         cooldown_base_secs: float = 0.0,
         cooldown_max_secs: float = 0.0,
         gate: RequestGate | None = None,
+        http_session: Callable[[Callable[[], requests.Session]], requests.Session] | None = None,
     ) -> None:
         self.app = app
+        #: Returns the ``requests`` session to use, shared with other credentials (given how to build
+        #: one); ``None``: a session of this credential's own.
+        self._http_session = http_session
         #: Every HTTP request MSAL makes holds a slot of this budget (the Graph source's, per tenant).
         self._gate = gate
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,15 +181,25 @@ class ClientCredential:
         #: Token requests that reached MSAL (for metrics/tests; MSAL may still answer from its cache).
         self.attempts = 0
 
-    def _build(self) -> Any:
+    def _session(self, shared: bool) -> requests.Session:
         app = self.app
         session = NoRedirectSession()
         session.trust_env = False
         session.verify = app.ca_bundle or True
         proxy = app.proxy_url.get_secret_value() if app.proxy_url else None
         session.proxies.update(msal_proxies(proxy, app.authority))
-        if self._gate is not None:
+        if shared:
+            mount_gate(session, None, None)  # each call's gate is set for its thread (``_acquire``)
+        elif self._gate is not None:
             mount_gate(session, self._gate, lambda: self._loop)
+        return session
+
+    def _build(self) -> Any:
+        app = self.app
+        if self._http_session is not None:
+            session = self._http_session(lambda: self._session(shared=True))
+        else:
+            session = self._session(shared=False)
         return msal.ConfidentialClientApplication(
             app.client_id,
             authority=app.authority,
@@ -196,12 +210,13 @@ class ClientCredential:
         )
 
     def _acquire(self, drop: bool) -> dict[str, Any]:
-        if self._msal is None:
-            self._msal = self._build()
-        if drop:
-            self._msal.remove_tokens_for_client()
-        result: dict[str, Any] = self._msal.acquire_token_for_client(scopes=[self.app.scope])
-        return result
+        with gated(self._gate, lambda: self._loop):
+            if self._msal is None:
+                self._msal = self._build()
+            if drop:
+                self._msal.remove_tokens_for_client()
+            result: dict[str, Any] = self._msal.acquire_token_for_client(scopes=[self.app.scope])
+            return result
 
     def retry_in(self) -> float:
         """Seconds left of the cool-down after a rejected credential (0 when none)."""

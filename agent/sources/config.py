@@ -28,7 +28,8 @@ class GraphSecuritySourceConfig(_Strict):
 
     type: Literal["graph_security"]
     #: Source name, unique among sources; its stream ids (``<name>/alerts_v2/...``,
-    #: ``<name>/incidents/all``) key the checkpoint: a renamed source restarts at ``initial_lookback_secs``.
+    #: ``<name>/incidents/all``) key the checkpoint, kept in ``<state_dir>/sources/<name>/``: a renamed
+    #: source restarts at ``initial_lookback_secs``.
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     #: Directory (tenant) ID to poll; appended to the login host and used as the ``tenant`` metric label.
     tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -91,13 +92,16 @@ class GraphSecuritySourceConfig(_Strict):
     backoff_max_secs: float = Field(default=60.0, gt=0)
     #: Polls failing for good (auth, 4xx) back off up to this long.
     error_backoff_max_secs: float = Field(default=300.0, gt=0)
-    #: Requests per minute for this tenant and app, shared by all its streams (Graph allows 150).
+    #: Requests per minute for this tenant and app, shared by all its streams and by every source of the
+    #: same tenant and app (Graph allows 150 per app per tenant; the first such source's value counts).
     requests_per_minute: int = Field(default=GRAPH_REQUESTS_PER_MINUTE, ge=1)
     #: Concurrent Graph requests of this tenant and app.
     max_concurrent_requests: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self) -> GraphSecuritySourceConfig:
+        if self.name in (".", ".."):
+            raise ValueError("name: must not be '.' or '..' (it names the source's state directory)")
         check_one_credential(self.client_secret, self.credential)
         if (self.authority_url is None) != (self.graph_url is None):
             raise ValueError("authority_url and graph_url must be set together")

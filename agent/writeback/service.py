@@ -67,7 +67,10 @@ class WritebackService:
         versions: OwnVersions,
         clock: Clock,
         registry: CollectorRegistry,
+        elsewhere: Mapping[str, int] | None = None,
     ) -> None:
+        #: Configured sources other replicas own (source -> shard index): the API answers 421 for them.
+        self.elsewhere = dict(elsewhere or {})
         self.config = config
         self.sources = dict(sources)
         self.versions = versions
@@ -118,6 +121,7 @@ class WritebackService:
                 sources=frozenset(self.sources),
                 max_body_bytes=cfg.max_body_bytes,
                 request_timeout=cfg.request_timeout_secs,
+                elsewhere=self.elsewhere,
             ),
             self.queue,
             self._wake,

@@ -8,13 +8,21 @@ page first, one fresh bounded query per page: ``reader.py``), handing every page
 Graph wrote (never later than now: a future-dated item cannot push it past alerts still to come), and
 it is committed (``ctx.advance``, the cursor-only commit) after the poll's last batch, so the ack
 tracker applies it only once everything before it was delivered. A poll that fails commits nothing:
-the next one reads the same window again, and dedup drops what was already forwarded.
+the next one reads the same window again, and dedup drops what was already forwarded. A poll that
+found nothing new commits nothing either (the cursor did not move and no key was pruned): an idle
+tenant costs no checkpoint write.
+
+Schedule: the first poll waits ``first_delay`` (the agent spreads its sources' first polls over the
+interval), then polls start on a fixed grid, ``poll_interval_secs`` apart, so sources stay spread; a
+poll that overruns its slot is followed by the next free slot (never by a poll at once). After a
+failure the stream backs off, and the grid starts again from the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from datetime import timedelta
 from typing import Any
@@ -51,8 +59,10 @@ class StreamPoller:
         ctx: SourceContext,
         clock: Clock,
         metrics: AgentMetrics,
+        first_delay: float = 0.0,
     ) -> None:
         self.spec = spec
+        self.first_delay = first_delay
         self.stream = spec.stream
         self.cfg = cfg
         self.client = client
@@ -61,6 +71,8 @@ class StreamPoller:
         self.metrics = metrics
         state = ctx.state.get(spec.stream, StreamState())
         self.cursor = state.cursor or format_dt(clock.now() - timedelta(seconds=cfg.initial_lookback_secs))
+        #: The cursor as committed (``None``: nothing yet); a poll that would commit it unchanged does not.
+        self._committed: str | None = state.cursor
         by_version = cfg.forward_updates == "all" and spec.time_field == "lastUpdateDateTime"
         self.forwarder = StreamForwarder(
             spec.stream, spec.time_field, by_version, ctx, metrics, clock, state.seen
@@ -136,8 +148,12 @@ class StreamPoller:
                 "Dedup memory full; forgot the oldest keys (duplicates possible, no loss).",
                 extra={"stream": self.stream, "evicted": evicted, "max_seen_ids": self.cfg.max_seen_ids},
             )
+        if best == self._committed and not evicted:
+            # The checkpoint already has this cursor and this prune horizon (every key forwarded since
+            # went to the checkpoint with its batch, and none is older than the horizon).
+            return
         await self.ctx.advance(self.stream, Commit(cursor=best, prune_before=prune))
-        self.cursor = best
+        self.cursor = self._committed = best
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -148,9 +164,12 @@ class StreamPoller:
         health = self.ctx.health
         if health is not None:
             health.expect_stream(self.stream, self.cfg.poll_interval_secs)
+        if self.first_delay > 0 and await self._stopped_within(self.first_delay):
+            return
+        interval = self.cfg.poll_interval_secs
         while not self.ctx.stop.is_set():
             started = self.clock.monotonic()
-            delay = self.cfg.poll_interval_secs
+            delay = interval
             try:
                 await self.poll_once()
             except Stopping:
@@ -181,11 +200,20 @@ class StreamPoller:
                 m.last_poll_success.labels(self.stream).set(self.clock.now().timestamp())
                 if health is not None:
                     health.poll_succeeded(self.stream)
-            try:
-                async with asyncio.timeout(delay):
-                    await self.ctx.stop.wait()
-            except TimeoutError:
-                pass
+                # The next slot of the grid after now: a poll that overran skips the slots it missed.
+                elapsed = self.clock.monotonic() - started
+                delay = interval * max(1, math.ceil(elapsed / interval - 1e-9)) - elapsed
+            if await self._stopped_within(delay):
+                return
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until the agent stops; whether it stopped."""
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self.ctx.stop.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _error_delay(self, failures: int, exc: BaseException) -> float:
         delay = backoff(
