@@ -122,10 +122,10 @@ class TestProcessLifecycle:
         out = tmp_path / "out.jsonl"
         cfg = toml_config(tmp_path, graph_sim, out)
         env = env_with_secret(graph_sim)
-        ckpt = tmp_path / "state" / "cli.checkpoint.json"
+        state = tmp_path / "state"
 
         def cursor_committed() -> bool:
-            return any(s["cursor"] for s in read_checkpoint(ckpt.parent, "cli").values())
+            return any(s["cursor"] for s in read_checkpoint(state, "cli").values())
 
         proc = await asyncio.create_subprocess_exec(
             *EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.PIPE
@@ -144,10 +144,9 @@ class TestProcessLifecycle:
         assert proc.stderr is not None
         logs = (await proc.stderr.read()).decode()
         assert graph_sim.sim.client_secret not in logs
-        doc = orjson.loads(ckpt.read_bytes())
-        assert doc["version"] == 1
-        assert len(doc["streams"]["sim/alerts_v2/all"]["seen"]) == 30
-        assert oct(ckpt.stat().st_mode & 0o777) == "0o600"
+        assert len(read_checkpoint(state, "cli")["sim/alerts_v2/all"]["seen"]) == 30
+        files = [p for p in (state / "sources" / "sim").iterdir() if p.name.startswith("checkpoint.")]
+        assert files and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in files)
 
         polls = len(graph_sim.sim.requests)
         proc = await asyncio.create_subprocess_exec(
@@ -166,8 +165,8 @@ class TestProcessLifecycle:
     async def test_corrupt_checkpoint_stops_with_clear_error(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         """A corrupt checkpoint: exit 74, the message names the file, nothing is polled or overwritten."""
         cfg = toml_config(tmp_path, graph_sim, tmp_path / "out.jsonl")
-        ckpt = tmp_path / "state" / "cli.checkpoint.json"
-        ckpt.parent.mkdir()
+        ckpt = tmp_path / "state" / "sources" / "sim" / "checkpoint.json"
+        ckpt.parent.mkdir(parents=True)
         ckpt.write_bytes(b'{"version": 1, "streams": ')
         proc = await asyncio.create_subprocess_exec(
             *EXE, "run", "--config", str(cfg), env=env_with_secret(graph_sim), stderr=asyncio.subprocess.PIPE
@@ -196,7 +195,7 @@ class TestProcessLifecycle:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert any(p.name.startswith("cli.checkpoint.json.reset-") for p in ckpt.parent.iterdir())
+        assert any(p.name.startswith("checkpoint.json.reset-") for p in ckpt.parent.iterdir())
 
     @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
     async def test_second_signal_exits_at_once(self, tmp_path: Path, graph_sim: SimEnv, signame: str) -> None:
@@ -225,7 +224,4 @@ class TestProcessLifecycle:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert (
-            not (tmp_path / "state" / "cli.checkpoint.json").exists()
-            or not orjson.loads((tmp_path / "state" / "cli.checkpoint.json").read_bytes())["streams"]
-        )
+        assert read_checkpoint(tmp_path / "state", "cli") == {}
