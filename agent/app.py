@@ -89,7 +89,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.metrics = AgentMetrics(self.registry)
+        self.metrics = AgentMetrics(self.registry, per_tenant=s.metrics.per_tenant)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
         if self.shard_index is None:
