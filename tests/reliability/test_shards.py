@@ -83,6 +83,11 @@ class Fleet:
         self.running[index] = proc
         return proc
 
+    async def started(self, proc: AgentProcess) -> None:
+        """Wait for the process's "Agent started." (every owned source scheduled or waiting for its lock)."""
+        await until(lambda: bool(proc.messages("Agent started.", this_run=True)) or not proc.alive(), 30)
+        assert proc.alive(), proc.log_text()[-2000:]
+
     def delivered(self) -> Counter[tuple[str, str]]:
         """Alert versions at the sink (all instances' files together), with how often each arrived."""
         return Counter((r["id"], r["lastUpdateDateTime"]) for p in self.outputs for r in read_jsonl(p))
@@ -129,10 +134,11 @@ async def test_shards_poll_each_tenant_once_and_reshard_without_loss(
         # 2. Rolling re-shard to five: the new index first, then old 3..0 replaced one by one.
         before = {next(n for n, t in SOURCES.items() if t == tn): set(c) for tn, c in pollers(sim).items()}
         newcomer = fleet.start("b4", 4, 5)
+        await fleet.started(newcomer)
         expected |= add_round(sim)
-        for i in (3, 2, 1, 0):
+        for i in (3, 2, 1, 0):  # a StatefulSet's order; each new pod up before the next old one goes
             await fleet.stop(i)
-            fleet.start(f"b{i}", i, 5)
+            await fleet.started(fleet.start(f"b{i}", i, 5))
         await until(lambda: set(fleet.delivered()) >= expected, 60, "every alert after the re-shard")
         reshard_done = sim.monotonic()
         waited = newcomer.messages("Source lock held by another replica; waiting to poll it.")
