@@ -6,7 +6,8 @@ One ``ClientCredential`` per (app registration, authority, scope): the Graph sou
 MSAL is synchronous (``requests``), so every call runs in a worker thread, never on the event loop.
 MSAL caches the token and returns it until shortly before expiry (it treats a token with less than
 300 s left as expired); after a 401 ``token(stale=…)`` drops that token once, however many callers
-saw the 401 at the same time.
+saw the 401 at the same time. Between those, a token is handed out again without a worker thread
+while it has well over that left (``reuse_secs``): a thousand tenants' polls then cost no thread hop.
 
 MSAL gets its own ``requests.Session`` with ``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
 otherwise override the configured CA bundle. For the same reason the proxy is set on that session
@@ -172,6 +173,8 @@ class ClientCredential:
         self._msal: Any = None
         self._lock = asyncio.Lock()
         self._current: str | None = None
+        #: Until when (monotonic) ``_current`` is handed out without asking MSAL (no worker thread).
+        self._reuse_until = 0.0
         self._failures = 0
         self._failed_until = 0.0
         self._last_error: AuthError | None = None
@@ -228,10 +231,14 @@ class ClientCredential:
         Raises ``AuthError`` (credentials rejected, consent missing, unreadable key or token file;
         also during the cool-down that follows) or ``TransientSourceError`` (endpoint unavailable).
         """
+        if stale is None and self._current is not None and self._clock.monotonic() < self._reuse_until:
+            return self._current  # well within its lifetime: no thread hop, no MSAL cache search
         async with self._lock:
             if self._last_error is not None and self.retry_in() > 0:
                 raise self._last_error
             drop = stale is not None and stale == self._current
+            if drop:
+                self._reuse_until = 0.0
             self.attempts += 1
             self._loop = asyncio.get_running_loop()
             try:
@@ -253,6 +260,7 @@ class ClientCredential:
                 self._failures = 0
                 self._last_error = None
                 self._current = token
+                self._reuse_until = self._clock.monotonic() + reuse_secs(result.get("expires_in"))
                 return token
             error = str(result.get("error", "unknown_error"))
             codes = _AADSTS.findall(str(result.get("error_description", "")))
@@ -298,6 +306,19 @@ class ClientCredential:
             },
         )
         return self._last_error
+
+
+#: MSAL renews a token with less than 300 s left; handing one out locally stops a minute before that.
+_RENEW_MARGIN_SECS = 360.0
+
+
+def reuse_secs(expires_in: object) -> float:
+    """How long a token MSAL just returned may be handed out again without asking MSAL: until a minute
+    before MSAL would renew it, and at most half its remaining life (MSAL's own refresh point for
+    long-lived tokens); 0 when MSAL did not say."""
+    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+        return 0.0
+    return max(0.0, min(float(expires_in) - _RENEW_MARGIN_SECS, float(expires_in) / 2))
 
 
 def _describe(exc: BaseException) -> str:

@@ -81,6 +81,7 @@ class StreamPoller:
             spec, self._get, self.forwarder.forward, client.root, cfg.max_pages_per_window, metrics
         )
         self._rng = random.Random()
+        self._stopping: asyncio.Task[bool] | None = None
 
     @property
     def emitted(self) -> dict[str, str]:
@@ -95,14 +96,14 @@ class StreamPoller:
         if self.ctx.stop.is_set():
             raise Stopping
         request = asyncio.create_task(self.client.get_json(url, query), name=f"get:{self.stream}")
-        stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
+        if self._stopping is None:  # one waiter for the poller's life, not one per request
+            self._stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
         try:
-            await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({request, self._stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
             if not request.done():
                 request.cancel()
-            await asyncio.gather(request, stopping, return_exceptions=True)
+            await asyncio.gather(request, return_exceptions=True)
         if request.cancelled():
             raise Stopping
         return request.result()
@@ -119,12 +120,21 @@ class StreamPoller:
         await self._commit_final(best)
         return result
 
+    async def _drop_waiter(self) -> None:
+        if self._stopping is not None:
+            waiter, self._stopping = self._stopping, None
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+
     async def read_window(self, since: str, until: str) -> ReadResult:
         """Read ``[since, until)`` once (``backfill``), then advance the cursor to ``until``.
 
         Raises ``Stopping`` when the agent stops, and ``SourceError`` when the window cannot be read.
         """
-        result = await self.reader.read(since, until)
+        try:
+            result = await self.reader.read(since, until)
+        finally:
+            await self._drop_waiter()
         await self.ctx.advance(self.stream, Commit(cursor=until))
         return result
 
@@ -159,6 +169,12 @@ class StreamPoller:
 
     async def run(self) -> None:
         """Poll every ``poll_interval_secs`` until stopped; failures back off, never propagate."""
+        try:
+            await self._run()
+        finally:
+            await self._drop_waiter()
+
+    async def _run(self) -> None:
         failures = 0
         m = self.metrics
         health = self.ctx.health
