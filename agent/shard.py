@@ -58,9 +58,7 @@ class ShardConfig(BaseModel):
             )
         index = int(found.group(1))
         if index >= self.count:
-            raise ValueError(
-                f'shard.index = "auto": host {host!r} is ordinal {index}, but count is {self.count}'
-            )
+            raise ValueError(f"host {host!r} is ordinal {index}, but shard.count is {self.count}")
         return index
 
 
