@@ -11,12 +11,34 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from agent.shard import owner
 from agent.simulator.server import unavailable
 from agent.simulator.tls import make_client_cert, make_tls
 from agent.simulator.writes import WriteFault
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
 from tests.writeback.helpers import OTHER_TOKEN, TOKEN, api, delivered, live_agent, writeback_table
+
+
+class TestShards:
+    async def test_a_source_of_another_shard_is_answered_421_naming_it(
+        self, tmp_path: Path, graph_sim: SimEnv
+    ) -> None:
+        """Nothing is queued where nobody would execute it: 421 with the owning shard, Graph untouched."""
+        far = next(f"far{i}" for i in range(100) if owner(f"far{i}", 2) != owner("sim", 2))
+        other = graph_sim.source(name=far, tenant_id="another-tenant")
+        shard = {"count": 2, "index": owner("sim", 2)}
+        async with live_agent(tmp_path, graph_sim, top={"shard": shard}, more_sources=[other]) as live:
+            status, body, headers = await api(
+                live.port, "PATCH", f"/v1/sources/{far}/alerts/da1", {"status": "new"}
+            )
+            mine = await api(live.port, "PATCH", "/v1/sources/nope/alerts/da1", {"status": "new"})
+        assert status == 421 and body["error"]["code"] == "misdirectedRequest"
+        assert f"is polled by shard {owner(far, 2)}" in body["error"]["message"]
+        assert headers["X-Siem-Agent-Shard"] == str(owner(far, 2))
+        assert mine[0] == 404
+        assert not [r for r in graph_sim.sim.requests if r.method != "GET" and "/security/" in r.path]
+        assert not (tmp_path / "state" / "sources" / far).exists(), "another shard's source was touched"
 
 
 class TestRoutesAndCodes:
