@@ -56,6 +56,13 @@ def healthy(port: int) -> bool:
         return False
 
 
+def metric_series(port: int) -> int:
+    """Samples on ``/metrics`` (lines that are not comments): the series count a scrape stores."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        text: str = resp.read().decode()
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
 def rss_mib(pid: int, key: str = "VmRSS:") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -140,6 +147,7 @@ def measure(work: Path, n: int, interval: float, idle: float, **top: Any) -> dic
             time.sleep(idle)
             cpu1, t1 = procs.cpu_seconds(agent.pid), time.monotonic()
             rss_end, hwm = rss_mib(agent.pid), rss_mib(agent.pid, "VmHWM:")
+            series = metric_series(http_port)
         finally:
             procs.stop(agent, 20)
     procs.stop(receiver)
@@ -160,6 +168,7 @@ def measure(work: Path, n: int, interval: float, idle: float, **top: Any) -> dic
         "tenants_polled": len(tenants),
         "burst_max": max(bins.values(), default=0),
         "burst_pct": 100.0 * max(bins.values(), default=0) / n,
+        "series": series,
     }
 
 
@@ -181,16 +190,16 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     print(f"\nbench.tenants (poll_interval_secs {args.interval:g}, idle window {args.idle:g} s)")
     print(
         "| tenants | start s | CPU to start s | RSS start MiB | RSS MiB (x 1 tenant) | peak MiB "
-        "| idle CPU % | max polls in 1 s (% of N) |"
+        "| idle CPU % | max polls in 1 s (% of N) | /metrics series |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         ratio = f" ({r['rss_mib'] / base['rss_mib']:.2f}x)" if base else ""
         print(
             f"| {r['tenants']:,} | {r['start_secs']:.2f} | {r['start_cpu_secs']:.2f} "
             f"| {r['rss_start_mib']:.0f} | "
             f"{r['rss_mib']:.0f}{ratio} | {r['hwm_mib']:.0f} | {r['idle_cpu_pct']:.2f} | "
-            f"{r['burst_max']} ({r['burst_pct']:.1f} %) |"
+            f"{r['burst_max']} ({r['burst_pct']:.1f} %) | {r['series']:,} |"
         )
     print(f"targets at 1,000: {TARGETS}; took {time.monotonic() - started:.0f} s")
     return results
