@@ -6,7 +6,6 @@ A Graph source authenticates as an app registration with exactly one of ``client
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -117,23 +116,6 @@ class GraphSecuritySourceConfig(_Strict):
     def app_key(self) -> tuple[str, str, str]:
         """Identifies the (cloud, tenant, app) whose Graph budget this source spends."""
         return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
-
-
-def duplicate_apps(sources: Sequence[GraphSecuritySourceConfig]) -> list[str]:
-    """Names of sources that share a (cloud, tenant, app) with an earlier one.
-
-    Each source keeps its own request budget, so two sources for the same app and tenant would
-    together exceed Graph's limit; list the serviceSources in one source instead.
-    """
-    first: dict[tuple[str, str, str], str] = {}
-    dupes = []
-    for s in sources:
-        key = s.app_key()
-        if key in first:
-            dupes.append(f"{s.name} (same tenant and app as {first[key]})")
-        else:
-            first[key] = s.name
-    return dupes
 
 
 SourceConfig = Annotated[GraphSecuritySourceConfig, Field(discriminator="type")]
