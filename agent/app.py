@@ -106,6 +106,8 @@ class Agent:
         )
         self.source_locks: dict[str, FileLock] = {}
         self.shared = GraphShared(self.clock)
+        #: Sources of other shards built only to execute write-backs this replica queued before.
+        self._adopted: list[Source] = []
         if self.log_suppressed is not None:
             self.metrics.count_suppressed_lines(self.log_suppressed)
         self.health = Health(self.clock.monotonic, s.http.stale_polls)
@@ -313,13 +315,23 @@ class Agent:
             for lane in self.lanes:
                 with contextlib.suppress(Exception):
                     await lane.sink.aclose()
-            for src in self.sources:
+            for src in (*self.sources, *self._adopted):
                 with contextlib.suppress(Exception):
                     await src.aclose()
             with contextlib.suppress(Exception):
                 await self.shared.aclose()
             if self.ops is not None:
                 await self.ops.stop()
+
+    def _adopt(self, name: str) -> GraphSecuritySource | None:
+        """A configured source another shard polls, built for write-back only (never polled here)."""
+        cfg = next((c for c in self.settings.sources if c.name == name), None)
+        if cfg is None:
+            return None
+        src = build_source(cfg, self.clock, self.metrics, self.shared)
+        assert isinstance(src, GraphSecuritySource)
+        self._adopted.append(src)
+        return src
 
     async def _start_writeback(self) -> None:
         """The write-back API and a worker per Graph source (raises ``ConfigError``/``StateError``)."""
@@ -333,6 +345,7 @@ class Agent:
             self.clock,
             self.registry,
             elsewhere=self.elsewhere,
+            adopt=self._adopt,
         )
         self.writeback.loop_metrics(self.loop_control)
         try:

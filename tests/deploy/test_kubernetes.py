@@ -2,8 +2,9 @@
 
 The manifests are JSON documents (valid YAML, so ``kubectl``/``kustomize`` take them as they are),
 which lets this test read them with the standard library instead of adding PyYAML. Checked: the
-ConfigMap's ``agent.toml`` is a valid configuration (with the example Secret's value in the
-environment); ``shard.count`` equals the StatefulSet's replicas and ``shard.index`` is ``"auto"``;
+ConfigMap's ``agent.toml`` is a valid configuration (with the pod's environment: the example
+Secret's value, ``SIEM_AGENT_SHARD__COUNT``); the shard count equals the StatefulSet's replicas and
+``shard.index`` is ``"auto"``;
 the ops port of the config is the container port the probes, the Service and the scrape annotation
 use; liveness is ``/healthz`` and readiness ``/readyz``; the state volume is mounted at ``state_dir``
 and the config at the path ``args`` name; the Secret key the env var reads exists; PDB, Service and
@@ -43,14 +44,17 @@ def test_config_is_valid_and_matches_the_statefulset(
     pod = sts["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     secret = parts["secret.example.yaml"]
-    (env,) = container["env"]
+    count, env = container["env"]
+    assert count["name"] == "SIEM_AGENT_SHARD__COUNT" and count["value"] == str(sts["spec"]["replicas"])
+    monkeypatch.setenv(count["name"], count["value"])
     ref = env["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
     monkeypatch.setenv(env["name"], secret["stringData"][ref["key"]])
     toml = parts["configmap.yaml"]["data"]["agent.toml"]
     raw = tomllib.loads(toml)
     assert all(s["client_secret"] == {"env": env["name"]} for s in raw["sources"])
-    settings = load_settings(data=raw)
+    assert "count" not in raw["shard"], "the shard count is set once, next to replicas"
+    settings = load_settings(data=raw)  # with the pod's environment
 
     assert settings.shard.count == sts["spec"]["replicas"] and settings.shard.index == "auto"
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
