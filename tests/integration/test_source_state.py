@@ -5,6 +5,7 @@ shard's source."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,9 @@ from agent.checkpoint.sources import source_store
 from agent.config import load_settings
 from agent.errors import StateError
 from agent.model import Commit
+from agent.shard import spread
+from agent.simulator.server import GraphSimulator, server_ssl_context
+from agent.simulator.tls import TlsFiles
 from tests.integration.test_agent import file_sink, lines, run_until
 from tests.support.simulator import SimEnv, agent_config
 from tests.support.wait import until
@@ -169,3 +173,33 @@ assert FileLock(Path(sys.argv[1])).try_acquire()
 print("locked", flush=True)
 sys.stdin.read()
 """
+
+
+class TestSchedule:
+    async def test_first_polls_are_spread_and_keep_their_phase(
+        self, tmp_path: Path, tls_files: TlsFiles
+    ) -> None:
+        """Three tenants with a 1 s interval: first polls about 1/3 s apart (hash order), then each
+        tenant's polls stay on its own grid, 1 s apart, however long a poll took."""
+        sim = GraphSimulator(any_tenant=True)
+        base = await sim.start(server_ssl_context(str(tls_files.cert), str(tls_files.key)))
+        try:
+            env = SimEnv(sim, base, tls_files)
+            names = ["a", "b", "c"]
+            sources = [env.source(name=n, tenant_id=f"tenant-{n}", poll_interval_secs=1.0) for n in names]
+            data = agent_config(tmp_path / "state", sources, [file_sink(tmp_path / "out.jsonl")])
+            agent = Agent(load_settings(data=data))
+            polls = lambda: [r for r in sim.graph_requests() if r.tenant]  # noqa: E731
+            assert await run_until(agent, lambda: len(polls()) >= 12, timeout=20) == 0
+        finally:
+            await sim.stop()
+        times: dict[str, list[float]] = {}
+        for r in polls():
+            times.setdefault(r.tenant.removeprefix("tenant-"), []).append(r.at)
+        fractions = spread(names)
+        first = {n: t[0] for n, t in times.items()}
+        origin = min(first.values()) - min(fractions.values())
+        for name in names:
+            assert abs(first[name] - origin - fractions[name]) < 0.25, (name, first, fractions)
+            gaps = [b - a for a, b in itertools.pairwise(times[name])]
+            assert gaps and all(abs(g - round(g)) < 0.25 and round(g) >= 1 for g in gaps), (name, gaps)
