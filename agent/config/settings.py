@@ -54,7 +54,7 @@ class MetricsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: ``true``: source metrics carry the ``tenant`` or ``stream`` label (about 40 series per tenant);
+    #: ``true``: source metrics carry the ``tenant`` or ``stream`` label (about 30 series per tenant);
     #: ``false``: every tenant's samples go into one series labelled ``_all`` (counters summed,
     #: ``checkpoint_lag_seconds`` the largest lag, ``last_successful_poll_timestamp_seconds`` the oldest,
     #: ``graph_rate_budget_tokens`` the lowest), so the series count does not grow with the tenants.
