@@ -23,6 +23,7 @@ from agent.shard import spread
 from agent.simulator.server import GraphSimulator, server_ssl_context
 from agent.simulator.tls import TlsFiles
 from tests.integration.test_agent import file_sink, lines, run_until
+from tests.support.agent_process import read_checkpoint
 from tests.support.simulator import SimEnv, agent_config
 from tests.support.wait import until
 
@@ -113,8 +114,9 @@ class TestIdleAndLocks:
         marks: dict[str, float] = {}
 
         def settled() -> bool:
-            if len(lines(out)) < 3 or not journal.exists():
-                return False
+            state = read_checkpoint(tmp_path / "state", "test").get("sim/alerts_v2/all", {})
+            if len(lines(out)) < 3 or not state.get("cursor") or len(state["seen"]) < 3:
+                return False  # the poll that found them, then its cursor commit
             marks.setdefault("polls", len(graph_sim.sim.graph_requests()))
             marks.setdefault("size", journal.stat().st_size)
             marks.setdefault("writes", agent.metrics.checkpoint_writes._value.get())
