@@ -30,19 +30,19 @@ from prometheus_client import CollectorRegistry
 
 from agent.checkpoint import CheckpointStore, StreamState
 from agent.checkpoint.migrate import split_legacy
-from agent.checkpoint.sources import SourceStores, source_dir
+from agent.checkpoint.sources import SourceStores
 from agent.clock import Clock, SystemClock, now_str
 from agent.config import AgentSettings
 from agent.errors import AgentError, ConfigError, StateError
 from agent.health import Health
 from agent.metrics import AgentMetrics
 from agent.ops import OpsServer
+from agent.ownership import Ownership
 from agent.pipeline import CommitPath, Lane, Pipeline
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.sdnotify import Notifier
 from agent.shard import owners, spread
 from agent.sinks import Sink, SinkContext, build_sink
-from agent.sourcelock import FileLock
 from agent.sources import GraphShared, Source, SourceContext, build_source
 from agent.sources.graph.source import GraphSecuritySource
 from agent.statelock import StateLock
@@ -104,13 +104,14 @@ class Agent:
         self.store: CheckpointStore | SourceStores = self.checkpoint or SourceStores(
             s.state_dir, s.name, lambda: now_str(self.clock)
         )
-        self.source_locks: dict[str, FileLock] = {}
         self.shared = GraphShared(self.clock)
         #: Sources of other shards built only to execute write-backs this replica queued before.
         self._adopted: list[Source] = []
         if self.log_suppressed is not None:
             self.metrics.count_suppressed_lines(self.log_suppressed)
         self.health = Health(self.clock.monotonic, s.http.stale_polls)
+        #: The locks of the sources this replica owns (``agent.ownership``).
+        self.ownership = Ownership(s.state_dir, self.health, s.shard.lock_retry_secs, self.lock_state)
         self.commits = CommitPath(self.store, self.metrics, self.clock, s.checkpoint_interval_secs)
         default_dead = f"dead-letter.shard-{self.shard_index}.jsonl" if sharded else "dead-letter.jsonl"
         dead = DeadLetterFile(s.dead_letter_path or s.state_dir / default_dead, lambda: now_str(self.clock))
@@ -192,19 +193,9 @@ class Agent:
         try:
             return await self._run()
         finally:
-            for source_lock in self.source_locks.values():
-                source_lock.release()
+            self.ownership.release_all()
             if lock is not None:
                 lock.release()
-
-    def _take(self, src: Source) -> bool:
-        """Take ``src``'s lock if free (always, without locking); raises ``StateError``."""
-        if not self.lock_state:
-            return True
-        lock = self.source_locks.setdefault(
-            src.name, FileLock(source_dir(self.settings.state_dir, src.name) / "lock")
-        )
-        return lock.try_acquire()
 
     def _source_state(self, src: Source, state: dict[str, StreamState] | None) -> SourceContext:
         """The context ``src`` runs with: its acknowledged state (its own checkpoint, opened now)."""
@@ -215,31 +206,9 @@ class Agent:
 
     async def _when_owned(self, src: Source, initial: dict[str, StreamState] | None) -> None:
         """Wait for ``src``'s lock (another replica holds it), then run it."""
-        retry = self.settings.shard.lock_retry_secs
         streams = getattr(src, "stream_ids", lambda: [src.name])()
-        for attempt in range(1_000_000_000):
-            if self._take(src):
-                break
-            holder = self.source_locks[src.name].holder()
-            for stream in streams:
-                self.health.waiting(stream, f"its source's lock is held by {holder}")
-            if attempt % max(1, round(300 / retry)) == 0:  # first, then every ~5 minutes
-                log.warning(
-                    "Source lock held by another replica; waiting to poll it.",
-                    extra={"source": src.name, "holder": holder, "retry_secs": retry},
-                )
-            try:
-                async with asyncio.timeout(retry):
-                    await self.stop.wait()
-                return
-            except TimeoutError:
-                continue
-        else:  # pragma: no cover - ~150 years of retries
-            return
-        for stream in streams:
-            self.health.waiting(stream, None)
-        log.info("Source lock acquired.", extra={"source": src.name})
-        await self._run_source(src, self._source_state(src, initial))
+        if await self.ownership.wait(src.name, streams, self.stop):
+            await self._run_source(src, self._source_state(src, initial))
 
     async def _run_source(self, src: Source, ctx: SourceContext) -> None:
         await (src.run(ctx) if self.window is None else src.read_window(ctx, *self.window))
@@ -253,7 +222,7 @@ class Agent:
         self._build()
         ready: dict[str, SourceContext] = {}
         for src in self.sources:  # the common case at once: lock free, checkpoint read before anything runs
-            if self._take(src):
+            if self.ownership.take(src.name):
                 ready[src.name] = self._source_state(src, single)
         if self.settings.http.enabled:
             self.ops = OpsServer(
