@@ -112,6 +112,22 @@ class TestCommands:
         code, _, err = run_cli("validate", "--config", str(tmp_path / "nope.toml"))
         assert code == 78 and "nope.toml: file not found" in err
 
+    def test_validate_lists_each_shards_sources(self, tmp_path: Path, graph_sim: SimEnv) -> None:
+        """With ``[shard] count = 3``: one line per shard, every source on exactly one."""
+        cfg = toml_config(tmp_path, graph_sim, tmp_path / "out.jsonl")
+        names = [f"t{i}" for i in range(9)]
+        tables = [
+            "\n[[sources]]\n" + "".join(f"{k} = {orjson.dumps(v).decode()}\n" for k, v in src.items())
+            for src in (graph_sim.source(name=n, tenant_id=f"tenant-{n}") for n in names)
+        ]
+        cfg.write_text(cfg.read_text() + "".join(tables) + "\n[shard]\ncount = 3\n")
+        code, out, err = run_cli("validate", "--config", str(cfg), env=env_with_secret(graph_sim))
+        assert code == 0, err
+        lines = [line for line in out.splitlines() if line.startswith("shard ")]
+        assert [line.split(":")[0] for line in lines] == ["shard 0", "shard 1", "shard 2"]
+        listed = [n for line in lines for n in line.split(": ", 2)[2].split(", ") if n != "-"]
+        assert sorted(listed) == sorted(["sim", *names])
+
 
 class TestProcessLifecycle:
     async def test_sigterm_drains_exits_0_and_restart_does_not_reemit(
