@@ -8,6 +8,12 @@ writer, each named after its component (``source:x``, ``sink:y``). The first SIG
 ``stop``: sources finish their current page and return, queues close, runners drain what is queued
 until ``shutdown_timeout_secs``; then whatever is left is cancelled. A second signal cancels at once.
 Only acknowledged progress is ever written to the checkpoint, so no exit path can lose an alert.
+
+Sharding (``[shard]``, ``agent.shard``): the agent builds only the sources its replica owns. Each has
+its own checkpoint and lock in ``<state_dir>/sources/<source>/`` (``agent.checkpoint.sources``); a
+source whose lock another replica still holds (a rolling re-shard) is not polled until this replica
+gets the lock, retried every ``shard.lock_retry_secs`` and shown in ``/readyz`` as waiting. The old
+single checkpoint file is split on the first start (``agent.checkpoint.migrate``).
 """
 
 from __future__ import annotations
@@ -23,17 +29,21 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agent.checkpoint import CheckpointStore, StreamState
+from agent.checkpoint.migrate import split_legacy
+from agent.checkpoint.sources import SourceStores
 from agent.clock import Clock, SystemClock, now_str
 from agent.config import AgentSettings
 from agent.errors import AgentError, ConfigError, StateError
 from agent.health import Health
 from agent.metrics import AgentMetrics
 from agent.ops import OpsServer
+from agent.ownership import Ownership
 from agent.pipeline import CommitPath, Lane, Pipeline
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.sdnotify import Notifier
+from agent.shard import owners, spread
 from agent.sinks import Sink, SinkContext, build_sink
-from agent.sources import Source, build_source
+from agent.sources import GraphShared, Source, SourceContext, build_source
 from agent.sources.graph.source import GraphSecuritySource
 from agent.statelock import StateLock
 from agent.writeback.loop import LoopControl
@@ -60,13 +70,16 @@ class Agent:
     notifier: Notifier = field(default_factory=Notifier)
     #: Sources to run instead of building them from config (embedding and tests).
     source_overrides: list[Source] | None = None
-    #: Checkpoint to use instead of ``<state_dir>/<name>.checkpoint.json`` (``backfill``: in memory).
+    #: One checkpoint for every source instead of the per-source ones (``backfill``: in memory).
     checkpoint: CheckpointStore | None = None
     #: Read only ``[start, end)`` of every source once (``Source.read_window``), then exit once every
     #: queued batch was delivered (``backfill``). ``None``: poll until stopped.
     window: tuple[str, str] | None = None
-    #: Hold ``<state_dir>/<name>.lock`` while running (one writer per checkpoint).
+    #: Hold the replica lock (``<state_dir>/<name>.lock``, with shards ``<name>.shard-<i>.lock``) and
+    #: each owned source's lock while running.
     lock_state: bool = True
+    #: This replica's shard index (default: ``shard.index``, ``"auto"`` read from the host name).
+    shard_index: int | None = None
     #: Called on SIGHUP after the sinks reopened their files (e.g. the log file).
     reopen_hooks: list[Callable[[], None]] = field(default_factory=list)
     #: How many log lines the repeat filter held back so far (exported as a counter).
@@ -76,17 +89,32 @@ class Agent:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.metrics = AgentMetrics(self.registry)
+        self.metrics = AgentMetrics(self.registry, per_tenant=s.metrics.per_tenant)
         self.stop = asyncio.Event()
         self.force = asyncio.Event()
-        self.store = self.checkpoint or CheckpointStore(s.state_dir, s.name, lambda: now_str(self.clock))
+        if self.shard_index is None:
+            try:
+                self.shard_index = s.shard.resolved_index()
+            except ValueError as exc:
+                raise ConfigError([f"shard.index: {exc}"]) from None
+        sharded = s.shard.count > 1
+        #: Replica-private file names (dead letters, write-back queue) carry the index when sharded.
+        self.replica_name = f"{s.name}.shard-{self.shard_index}" if sharded else s.name
+        self.owners = owners(s.sources, s.shard.count)
+        self.store: CheckpointStore | SourceStores = self.checkpoint or SourceStores(
+            s.state_dir, s.name, lambda: now_str(self.clock)
+        )
+        self.shared = GraphShared(self.clock)
+        #: Sources of other shards built only to execute write-backs this replica queued before.
+        self._adopted: list[Source] = []
         if self.log_suppressed is not None:
             self.metrics.count_suppressed_lines(self.log_suppressed)
         self.health = Health(self.clock.monotonic, s.http.stale_polls)
+        #: The locks of the sources this replica owns (``agent.ownership``).
+        self.ownership = Ownership(s.state_dir, self.health, s.shard.lock_retry_secs, self.lock_state)
         self.commits = CommitPath(self.store, self.metrics, self.clock, s.checkpoint_interval_secs)
-        dead = DeadLetterFile(
-            s.dead_letter_path or s.state_dir / "dead-letter.jsonl", lambda: now_str(self.clock)
-        )
+        default_dead = f"dead-letter.shard-{self.shard_index}.jsonl" if sharded else "dead-letter.jsonl"
+        dead = DeadLetterFile(s.dead_letter_path or s.state_dir / default_dead, lambda: now_str(self.clock))
         self.pipeline = Pipeline(self.commits, dead, self.metrics, self.stop, self.health)
         self.sources: list[Source] = []
         self._fatal: BaseException | None = None
@@ -112,7 +140,21 @@ class Agent:
         if self.source_overrides is not None:
             self.sources = list(self.source_overrides)
         else:
-            self.sources = [build_source(cfg, self.clock, self.metrics) for cfg in self.settings.sources]
+            self.sources = [
+                build_source(cfg, self.clock, self.metrics, self.shared)
+                for cfg in self.settings.sources
+                if self.owners[cfg.name] == self.shard_index
+            ]
+        if self.window is None:
+            fractions = spread([src.name for src in self.sources])
+            for src in self.sources:
+                if isinstance(src, GraphSecuritySource):
+                    src.first_poll_fraction = fractions[src.name]
+
+    @property
+    def elsewhere(self) -> dict[str, int]:
+        """Configured sources another replica owns: source -> shard index."""
+        return {name: i for name, i in self.owners.items() if i != self.shard_index}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -136,26 +178,52 @@ class Agent:
         log.info("Reopened files.")
 
     def load_state(self) -> dict[str, StreamState]:
-        """Read the checkpoint and fold its journal into the snapshot (raises ``StateError``)."""
+        """The single checkpoint (``checkpoint`` given): read, journal folded in (raises ``StateError``)."""
+        assert isinstance(self.store, CheckpointStore)
         return self.store.open()
 
     async def run(self) -> int:
         """Run until stopped or a fatal error; return the exit code.
 
-        Raises ``StateError`` when the checkpoint is unreadable or another agent holds the state lock.
+        Raises ``StateError`` when a checkpoint is unreadable or another agent holds the replica lock.
         """
-        lock = StateLock(self.settings.state_dir, self.settings.name) if self.lock_state else None
+        lock = StateLock(self.settings.state_dir, self.replica_name) if self.lock_state else None
         if lock is not None:
             lock.acquire()
         try:
             return await self._run()
         finally:
+            self.ownership.release_all()
             if lock is not None:
                 lock.release()
 
+    def _source_state(self, src: Source, state: dict[str, StreamState] | None) -> SourceContext:
+        """The context ``src`` runs with: its acknowledged state (its own checkpoint, opened now)."""
+        if state is None:
+            assert isinstance(self.store, SourceStores)
+            state = self.store.open(src.name)
+        return self.loop_control.wrap(self.pipeline.context(state))
+
+    async def _when_owned(self, src: Source, initial: dict[str, StreamState] | None) -> None:
+        """Wait for ``src``'s lock (another replica holds it), then run it."""
+        streams = getattr(src, "stream_ids", lambda: [src.name])()
+        if await self.ownership.wait(src.name, streams, self.stop):
+            await self._run_source(src, self._source_state(src, initial))
+
+    async def _run_source(self, src: Source, ctx: SourceContext) -> None:
+        await (src.run(ctx) if self.window is None else src.read_window(ctx, *self.window))
+
     async def _run(self) -> int:
-        state = self.load_state()
+        single: dict[str, StreamState] | None = None
+        if isinstance(self.store, CheckpointStore):
+            single = self.load_state()
+        else:
+            split_legacy(self.settings.state_dir, self.settings.name, lambda: now_str(self.clock))
         self._build()
+        ready: dict[str, SourceContext] = {}
+        for src in self.sources:  # the common case at once: lock free, checkpoint read before anything runs
+            if self.ownership.take(src.name):
+                ready[src.name] = self._source_state(src, single)
         if self.settings.http.enabled:
             self.ops = OpsServer(
                 self.registry,
@@ -177,17 +245,27 @@ class Agent:
             self.loop_control.versions.compact()
             if self.settings.writeback.enabled:
                 await self._start_writeback()
-        ctx = self.loop_control.wrap(self.pipeline.context(state))
         source_tasks = [
             self._start(
-                src.run(ctx) if self.window is None else src.read_window(ctx, *self.window),
+                self._run_source(src, ready[src.name])
+                if src.name in ready
+                else self._when_owned(src, single),
                 f"source:{src.name}",
             )
             for src in self.sources
         ]
         runner_tasks = [self._start(lane.runner.run(), f"sink:{lane.sink.name}") for lane in self.lanes]
         writer = self._start(self.commits.run(), "checkpoint")
-        log.info("Agent started.", extra={"sources": len(self.sources), "sinks": len(self.lanes)})
+        log.info(
+            "Agent started.",
+            extra={
+                "sources": len(self.sources),
+                "sinks": len(self.lanes),
+                "shard": f"{self.shard_index}/{self.settings.shard.count}",
+                "waiting_for_lock": len(self.sources) - len(ready),
+                "shared": self.shared.counts,
+            },
+        )
         self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
         if self.on_ready is not None:
             self.on_ready(self)
@@ -206,11 +284,23 @@ class Agent:
             for lane in self.lanes:
                 with contextlib.suppress(Exception):
                     await lane.sink.aclose()
-            for src in self.sources:
+            for src in (*self.sources, *self._adopted):
                 with contextlib.suppress(Exception):
                     await src.aclose()
+            with contextlib.suppress(Exception):
+                await self.shared.aclose()
             if self.ops is not None:
                 await self.ops.stop()
+
+    def _adopt(self, name: str) -> GraphSecuritySource | None:
+        """A configured source another shard polls, built for write-back only (never polled here)."""
+        cfg = next((c for c in self.settings.sources if c.name == name), None)
+        if cfg is None:
+            return None
+        src = build_source(cfg, self.clock, self.metrics, self.shared)
+        assert isinstance(src, GraphSecuritySource)
+        self._adopted.append(src)
+        return src
 
     async def _start_writeback(self) -> None:
         """The write-back API and a worker per Graph source (raises ``ConfigError``/``StateError``)."""
@@ -218,11 +308,13 @@ class Agent:
         self.writeback = WritebackService(
             self.settings.writeback,
             self.settings.state_dir,
-            self.settings.name,
+            self.replica_name,
             graph,
             self.loop_control.versions,
             self.clock,
             self.registry,
+            elsewhere=self.elsewhere,
+            adopt=self._adopt,
         )
         self.writeback.loop_metrics(self.loop_control)
         try:

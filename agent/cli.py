@@ -22,7 +22,6 @@ import orjson
 
 from agent import __version__
 from agent.app import Agent
-from agent.checkpoint import CheckpointStore
 from agent.clock import SystemClock, now_str
 from agent.commands import checkpoints
 from agent.commands.backfill import backfill, parse_instant, summary
@@ -33,6 +32,7 @@ from agent.commands.writeback import add_update_parsers, update_body, update_onc
 from agent.config import AgentSettings, load_settings, load_state_settings
 from agent.errors import ConfigError, StateError
 from agent.logs import LogControl, configure
+from agent.shard import owners, shard_lines
 from agent.sinks.audit import insecure_settings
 from agent.sinks.config import ElasticsearchSinkConfig
 from agent.sources.graph.writes import Entity
@@ -177,6 +177,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     print(f"{args.config}: ok ({len(settings.sources)} source(s), {len(settings.sinks)} sink(s))")
+    if settings.shard.count > 1:
+        for line in shard_lines(settings.sources, settings.shard.count):
+            print(line)
     for warning in insecure_settings(settings.sinks):
         print(f"warning: {warning}", file=sys.stderr)
     if not args.check_connectivity:
@@ -232,7 +235,8 @@ def _cmd_checkpoint(args: argparse.Namespace) -> int:
     clock = SystemClock()
     try:
         if args.action == "show":
-            report = checkpoints.show(settings.state_dir, settings.name, clock)
+            placed = owners(settings.sources, settings.shard.count)
+            report = checkpoints.show(settings.state_dir, settings.name, clock, placed, settings.shard.count)
             text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
             sys.stdout.write(text if args.json else checkpoints.render(report))
         else:
@@ -273,15 +277,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     for warning in insecure_settings(settings.sinks):
         log.warning("Insecure sink setting.", extra={"warning": warning})
-    if args.reset_checkpoint:
-        store = CheckpointStore(settings.state_dir, settings.name, lambda: now_str(SystemClock()))
+    if args.reset_checkpoint:  # the checkpoints of the sources this replica owns
         try:
-            moved = store.reset()
+            index = settings.shard.resolved_index()
+            mine = {n for n, i in owners(settings.sources, settings.shard.count).items() if i == index}
+            print(
+                checkpoints.reset(settings.state_dir, settings.name, SystemClock(), None, mine),
+                file=sys.stderr,
+            )
+        except ValueError as exc:
+            print(f"shard.index: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         except StateError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_STATE
-        if moved:
-            print("checkpoint moved aside to " + ", ".join(str(p) for p in moved), file=sys.stderr)
     try:
         _tune_gc()
         return asyncio.run(_run_agent(settings, logs))

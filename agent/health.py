@@ -25,11 +25,22 @@ class Health:
         self.stale_polls = stale_polls
         self._streams: dict[str, _Stream] = {}
         self._sinks: dict[str, tuple[bool, str | None]] = {}
+        self._waiting: dict[str, str] = {}
         self._started = monotonic()
 
     def expect_stream(self, stream: str, interval_secs: float) -> None:
         """Declare a stream that should complete a poll every ``interval_secs``."""
         self._streams.setdefault(stream, _Stream(interval_secs))
+
+    def waiting(self, stream: str, reason: str | None) -> None:
+        """A stream this replica owns but does not poll yet (``reason``), or no longer waits (``None``).
+
+        Waiting does not make the agent not ready: during a rolling re-shard the replica that holds the
+        lock may itself be waiting to be restarted, and a readiness gate would stall the rollout."""
+        if reason is None:
+            self._waiting.pop(stream, None)
+        else:
+            self._waiting[stream] = reason
 
     def poll_succeeded(self, stream: str) -> None:
         self._streams.setdefault(stream, _Stream(60.0)).last_ok = self._now()
@@ -56,6 +67,8 @@ class Health:
                 lines.append(f"stream {name}: NOT READY ({what})")
             else:
                 lines.append(f"stream {name}: ok" if s.last_ok is not None else f"stream {name}: starting")
+        for name, why in sorted(self._waiting.items()):
+            lines.append(f"stream {name}: waiting ({why[:200]})")
         for name, (up, reason) in sorted(self._sinks.items()):
             if not up:
                 ready = False

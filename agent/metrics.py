@@ -1,12 +1,15 @@
 """All Prometheus metrics of one agent, on a registry passed in (never the global one).
 
 Names follow ``siem_agent_<noun>_<unit>[_total]``; labels are low-cardinality (tenant, stream, sink,
-reason, field) and never carry alert ids or secrets.
+reason, field) and never carry alert ids or secrets. With ``per_tenant=False`` (``[metrics]
+per_tenant = false``) the ``tenant`` and ``stream`` labels of the source metrics take the one value
+``_all`` (``agent.collapse``), so the series count does not grow with the number of tenants.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,12 +20,15 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from agent.collapse import Collapsed
+
 
 class AgentMetrics:
     """The agent's metric objects. Build one per agent with its own ``CollectorRegistry``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, per_tenant: bool = True) -> None:
         self.registry = registry
+        self.per_tenant = per_tenant
         self._refreshers: list[Callable[[], None]] = []
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         PlatformCollector(registry=registry)
@@ -221,6 +227,39 @@ class AgentMetrics:
             ["reason"],
             registry=registry,
         )
+
+        if not per_tenant:
+            self._collapse()
+
+    def _collapse(self) -> None:
+        """Replace each per-tenant/per-stream metric by its ``_all`` stand-in (``agent.collapse``)."""
+        gauges: dict[str, Callable[[Any], float]] = {
+            "last_poll_success": min,  # the oldest: alert when any stream stops polling
+            "checkpoint_lag": max,
+            "rate_budget_tokens": min,
+            "window_remaining": sum,
+        }
+        per_key = [
+            "alerts_fetched",
+            "alerts_new",
+            "alerts_duplicate",
+            "graph_requests",
+            "graph_throttled",
+            "retry_after_seconds",
+            "poll_duration",
+            "poll_errors",
+            "graph_retries",
+            "window_splits",
+            "graph_rereads",
+            "alerts_rejected",
+            "seen_evicted",
+        ]
+        for attr in per_key:
+            setattr(self, attr, cast(Any, Collapsed(getattr(self, attr))))
+        for attr, combine in gauges.items():
+            collapsed = Collapsed(getattr(self, attr), combine)
+            setattr(self, attr, cast(Any, collapsed))
+            self.add_refresher(collapsed.refresh)
 
     def count_suppressed_lines(self, total: Callable[[], int]) -> None:
         """Export ``total()`` (log lines the repeat filter held back so far) on every refresh."""

@@ -1,9 +1,11 @@
-"""An exclusive lock on the state directory, so one checkpoint has one writer.
+"""The replica lock: one running agent per state directory, name and shard index.
 
-``siem-agent run`` (and ``backfill``'s sinks never touch it) holds ``<state_dir>/<name>.lock`` with
-``flock(LOCK_EX | LOCK_NB)`` for its whole life; the kernel releases it when the process exits, even
-after a crash, so a stale lock file never blocks anything. ``checkpoint reset`` takes the same lock
-and therefore refuses to run while the agent does.
+``siem-agent run`` holds ``<state_dir>/<name>.lock`` (with ``[shard] count`` > 1:
+``<name>.shard-<index>.lock``) with ``flock(LOCK_EX | LOCK_NB)`` for its whole life; the kernel
+releases it when the process exits, even after a crash, so a stale lock file never blocks anything.
+It guards what is private to a replica (its write-back queue, its dead-letter file); each source's
+checkpoint has a lock of its own (``agent.sourcelock``), which is what keeps two replicas from
+polling one source.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class StateLock:
         except BlockingIOError:
             os.close(fd)
             raise StateError(
-                f"{self.path} is locked: an agent with this state_dir and name is running"
+                f"{self.path} is locked: an agent with this state_dir and name (and shard index) is running"
             ) from None
         except OSError as exc:
             os.close(fd)

@@ -31,13 +31,13 @@ def sort_key(ts: str) -> str:
 def parse(ts: str) -> datetime:
     """Parse to an aware datetime (microsecond precision: for arithmetic, never for cursors)."""
     key = sort_key(ts)
-    return datetime.strptime(key[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    return datetime.fromisoformat(key[:26]).replace(tzinfo=UTC)
 
 
 def minus_seconds(ts: str, seconds: float) -> str:
     """``ts`` minus ``seconds``, formatted with seven fractional digits, keeping the 7th digit of ``ts``."""
     key = sort_key(ts)
-    whole = datetime.strptime(key[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    whole = datetime.fromisoformat(key[:19]).replace(tzinfo=UTC)  # C-fast, unlike strptime
     frac_ns = int(key[20:29])
     total_ns = frac_ns - round(seconds * 1_000_000_000)
     shifted = whole + timedelta(seconds=total_ns // 1_000_000_000)
@@ -59,7 +59,7 @@ TICKS_PER_SECOND = 10_000_000
 def to_ticks(ts: str) -> int:
     """``ts`` as 100-ns ticks since the epoch (Graph's 7-digit precision; finer digits are floored)."""
     key = sort_key(ts)
-    whole = datetime.strptime(key[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    whole = datetime.fromisoformat(key[:19]).replace(tzinfo=UTC)
     return int((whole - _EPOCH).total_seconds()) * TICKS_PER_SECOND + int(key[20:27])
 
 

@@ -8,7 +8,10 @@ stdin closing or ``--seconds``. ``--backlog N``: a static, lazily rendered backl
 (``SyntheticBacklog``), the newest one ``--backlog-age`` seconds old; ``--warm`` renders every page
 of it (``--page-size``) before announcing — the floor's offset pages and the agent's descent — so
 no client pays for rendering. ``--rate R``: create R
-alerts per second (live alerts, for latency), timestamped at creation.
+alerts per second (live alerts, for latency), timestamped at creation. ``--any-tenant``: issue
+tokens for any tenant id and app (``GraphSimulator(any_tenant=True)``); ``--request-log FILE``: on
+exit, write every request as a JSON line ``[monotonic time, tenant, client id, path, status]``
+(``time.monotonic`` is the same clock in every process of the machine).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Serve until stopped (see the module docstring)."""
     out = Path(args.dir)
     tls = make_tls(out / "tls")
-    sim = GraphSimulator(seed=args.seed)
+    sim = GraphSimulator(seed=args.seed, any_tenant=args.any_tenant)
     info: dict[str, object] = {}
     if args.backlog:
         newest = datetime.now(UTC) - timedelta(seconds=args.backlog_age)
@@ -90,6 +93,9 @@ async def serve(args: argparse.Namespace) -> None:
             await stop.wait()
     loop.remove_reader(fd)
     await sim.stop()
+    if args.request_log:
+        lines = (orjson.dumps([r.at, r.tenant, r.client_id, r.path, r.status]) + b"\n" for r in sim.requests)
+        await asyncio.to_thread(Path(args.request_log).write_bytes, b"".join(lines))
 
 
 def main() -> None:
@@ -103,6 +109,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=600.0)
+    parser.add_argument("--any-tenant", action="store_true")
+    parser.add_argument("--request-log", default="")
     asyncio.run(serve(parser.parse_args()))
 
 

@@ -33,6 +33,16 @@ class CheckpointFiles:
             base.with_name(base.name + ".journal.old"),
         )
 
+    @classmethod
+    def in_directory(cls, directory: Path) -> CheckpointFiles:
+        """The files of a checkpoint that has ``directory`` to itself: ``checkpoint.json``, journals."""
+        return cls.at(directory, "").renamed("checkpoint")
+
+    def renamed(self, stem: str) -> CheckpointFiles:
+        """The same files in the same directory, named ``<stem>.json``, ``<stem>.journal``, ``….old``."""
+        d = self.snapshot.parent
+        return CheckpointFiles(d / f"{stem}.json", d / f"{stem}.journal", d / f"{stem}.journal.old")
+
     @property
     def directory(self) -> Path:
         return self.snapshot.parent

@@ -60,6 +60,7 @@ class CheckpointStore:
         self._journal = JournalWriter(self.files.journal)
         self._snapshot_bytes = 0
         self._compactor: threading.Thread | None = None
+        self._torn = False
         self._failure: StateError | None = None
         #: Snapshots written by background compaction (for tests and benchmarks).
         self.compactions = 0
@@ -85,14 +86,17 @@ class CheckpointStore:
         snapshot = read_snapshot(self.files.snapshot)
         streams = snapshot.streams if snapshot is not None else {}
         lsn = snapshot.lsn if snapshot is not None else 0
+        torn = False
         for path in (self.files.old_journal, self.files.journal):
             journal = read_journal(path)
+            torn = torn or (journal is not None and journal.torn)
             for record in journal.records if journal is not None else []:
                 if record.n > lsn:
                     apply_commit(streams, record.stream, record.commit)
                     lsn = record.n
         self.streams, self.lsn, self._pending = streams, lsn, []
         self._snapshot_bytes = self.files.snapshot.stat().st_size if snapshot is not None else 0
+        self._torn = torn
         return self.streams
 
     def open(self) -> dict[str, StreamState]:
@@ -101,6 +105,17 @@ class CheckpointStore:
         self.load()
         if not self.files.snapshot.exists() or self.files.journal.exists() or self.files.old_journal.exists():
             self.rewrite()
+        return self.streams
+
+    def resume(self) -> dict[str, StreamState]:
+        """``load`` for a store that goes on appending to the journal it has (a per-source checkpoint:
+        opening a thousand of them must not write a thousand snapshots). The files are rewritten only
+        when appends could not simply follow: a journal that ends torn, or a compaction cut short."""
+        self.load()
+        if self._torn or self.files.old_journal.exists():
+            self.rewrite()
+        elif self.files.journal.exists():
+            self._journal.size = self.files.journal.stat().st_size
         return self.streams
 
     # -- writing -----------------------------------------------------------------------------------

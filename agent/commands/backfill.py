@@ -37,6 +37,7 @@ from agent.commands.progress import BarReport, LogReport, Report, read_progress,
 from agent.config import AgentSettings
 from agent.model import Commit
 from agent.sdnotify import Notifier
+from agent.shard import ShardConfig
 from agent.timestamps import format_dt, sort_key
 
 
@@ -119,6 +120,8 @@ async def backfill(
         update={
             "http": settings.http.model_copy(update={"enabled": False}),
             "dead_letter_path": settings.dead_letter_path or settings.state_dir / "dead-letter.jsonl",
+            # A replay reads every configured source, whichever replica polls it live.
+            "shard": ShardConfig(),
         }
     )
     store = MemoryCheckpoint(settings.state_dir, settings.name, lambda: now_str(clk))

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.errors import ConfigError
+from agent.shard import ShardConfig
 from agent.sinks.config import SinkConfig
-from agent.sources.config import SourceConfig, duplicate_apps
+from agent.sources.config import SourceConfig
 from agent.writeback.config import WritebackConfig
 
 
@@ -48,6 +49,18 @@ class HttpConfig(BaseModel):
     stale_polls: float = Field(default=3.0, gt=0)
 
 
+class MetricsConfig(BaseModel):
+    """What ``/metrics`` exports per tenant and stream."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``true``: source metrics carry the ``tenant`` or ``stream`` label (about 30 series per tenant);
+    #: ``false``: every tenant's samples go into one series labelled ``_all`` (counters summed,
+    #: ``checkpoint_lag_seconds`` the largest lag, ``last_successful_poll_timestamp_seconds`` the oldest,
+    #: ``graph_rate_budget_tokens`` the lowest), so the series count does not grow with the tenants.
+    per_tenant: bool = True
+
+
 class AgentSettings(BaseSettings):
     """Everything the agent needs to run."""
 
@@ -58,9 +71,12 @@ class AgentSettings(BaseSettings):
         frozen=True,
     )
 
-    #: Names this agent's checkpoint files (``<state_dir>/<name>.checkpoint.json`` and ``.journal``).
+    #: Names this agent's replica lock (``<state_dir>/<name>.lock``) and write-back files; the
+    #: checkpoint of the single file of earlier versions (``<name>.checkpoint.json``) is split into
+    #: per-source checkpoints on the first start.
     name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
-    #: Checkpoint, state lock and dead-letter file; must be writable and private to the agent.
+    #: Per-source checkpoints and locks (``sources/<source>/``), replica lock, dead-letter and
+    #: write-back files; must be writable and private to the agent (shared by all replicas of a shard set).
     state_dir: Path = Path("/var/lib/siem-agent")
     #: On SIGTERM, how long sinks may drain what is queued before the agent exits anyway.
     shutdown_timeout_secs: float = Field(default=30.0, ge=0)
@@ -69,7 +85,8 @@ class AgentSettings(BaseSettings):
     #: writes are coalesced, at most one per this many seconds, and sinks do not wait for them (fewer
     #: fsyncs on a slow disk; a crash re-sends up to this long a stretch of deliveries).
     checkpoint_interval_secs: float = Field(default=0.0, ge=0)
-    #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``).
+    #: Where permanently rejected events are written (default ``<state_dir>/dead-letter.jsonl``; with
+    #: ``shard.count`` > 1 ``<state_dir>/dead-letter.shard-<index>.jsonl``, one file per replica).
     dead_letter_path: Path | None = None
     #: Logging: JSON lines unless stderr is a terminal (or ``log.format`` says otherwise).
     log: LogConfig = Field(default_factory=LogConfig)
@@ -77,7 +94,11 @@ class AgentSettings(BaseSettings):
     http: HttpConfig = Field(default_factory=HttpConfig)
     #: Write-back: the inbound API SIEM automation calls to update alerts and incidents in Defender.
     writeback: WritebackConfig = Field(default_factory=WritebackConfig)
-    #: ``[[sources]]`` tables, at least one; names unique, one source per tenant and app.
+    #: Sharding: spread the sources over ``count`` replicas (each polls only the sources it owns).
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+    #: Metric labels per tenant and stream (or one aggregate series).
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    #: ``[[sources]]`` tables, at least one; names unique (sources of one tenant and app share one budget).
     sources: list[SourceConfig] = Field(min_length=1)
     #: ``[[sinks]]`` tables, at least one, names unique; every alert goes to every sink.
     sinks: list[SinkConfig] = Field(min_length=1)
@@ -89,12 +110,6 @@ class AgentSettings(BaseSettings):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{family}: duplicate name(s): {', '.join(dupes)}")
-        shared = duplicate_apps(self.sources)
-        if shared:
-            raise ValueError(
-                "sources: one source per tenant and app (they would share one Graph rate limit; "
-                f"list several service_sources in one source instead): {', '.join(shared)}"
-            )
         return self
 
     @classmethod
@@ -110,9 +125,25 @@ class AgentSettings(BaseSettings):
         return (env_settings, init_settings)
 
 
+class SourceRef(BaseModel):
+    """What placing a source on a shard needs (name, cloud, tenant, app), without its secrets."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    tenant_id: str = ""
+    client_id: str = ""
+    cloud: str = "global"
+    authority_url: str | None = None
+
+    def app_key(self) -> tuple[str, str, str]:
+        return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
+
+
 class StateSettings(BaseSettings):
-    """Just where the checkpoint lives (``checkpoint show``/``reset``): no secret is resolved, so an
-    admin shell without the service's credentials (``{ credential = … }``) can use them."""
+    """Just where the checkpoints live and which shard owns which source (``checkpoint show``/``reset``):
+    no secret is resolved, so an admin shell without the service's credentials (``{ credential = … }``)
+    can use them."""
 
     model_config = SettingsConfigDict(
         env_prefix="SIEM_AGENT_", env_nested_delimiter="__", extra="ignore", frozen=True
@@ -120,6 +151,8 @@ class StateSettings(BaseSettings):
 
     name: str = Field(default="siem-agent", pattern=r"^[A-Za-z0-9_.-]+$")
     state_dir: Path = Path("/var/lib/siem-agent")
+    shard: ShardConfig = Field(default_factory=ShardConfig)
+    sources: list[SourceRef] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -140,7 +173,7 @@ def load_state_settings(path: Path) -> StateSettings:
     """
     raw = read_toml(path)
     try:
-        return StateSettings(**{k: raw[k] for k in ("name", "state_dir") if k in raw})
+        return StateSettings(**{k: raw[k] for k in ("name", "state_dir", "shard", "sources") if k in raw})
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, raw)) from None
 

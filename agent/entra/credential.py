@@ -6,7 +6,8 @@ One ``ClientCredential`` per (app registration, authority, scope): the Graph sou
 MSAL is synchronous (``requests``), so every call runs in a worker thread, never on the event loop.
 MSAL caches the token and returns it until shortly before expiry (it treats a token with less than
 300 s left as expired); after a 401 ``token(stale=…)`` drops that token once, however many callers
-saw the 401 at the same time.
+saw the 401 at the same time. Between those, a token is handed out again without a worker thread
+while it has well over that left (``reuse_secs``): a thousand tenants' polls then cost no thread hop.
 
 MSAL gets its own ``requests.Session`` with ``trust_env=False``: ``REQUESTS_CA_BUNDLE`` would
 otherwise override the configured CA bundle. For the same reason the proxy is set on that session
@@ -39,7 +40,7 @@ from pydantic import SecretStr
 
 from agent.clock import Clock
 from agent.entra.config import CredentialConfig
-from agent.entra.gate import RequestGate, mount_gate
+from agent.entra.gate import RequestGate, gated, mount_gate
 from agent.errors import AuthError, TransientSourceError
 from agent.proxies import msal_proxies
 from agent.retry import backoff
@@ -157,8 +158,12 @@ class ClientCredential:
         cooldown_base_secs: float = 0.0,
         cooldown_max_secs: float = 0.0,
         gate: RequestGate | None = None,
+        http_session: Callable[[Callable[[], requests.Session]], requests.Session] | None = None,
     ) -> None:
         self.app = app
+        #: Returns the ``requests`` session to use, shared with other credentials (given how to build
+        #: one); ``None``: a session of this credential's own.
+        self._http_session = http_session
         #: Every HTTP request MSAL makes holds a slot of this budget (the Graph source's, per tenant).
         self._gate = gate
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,6 +173,8 @@ class ClientCredential:
         self._msal: Any = None
         self._lock = asyncio.Lock()
         self._current: str | None = None
+        #: Until when (monotonic) ``_current`` is handed out without asking MSAL (no worker thread).
+        self._reuse_until = 0.0
         self._failures = 0
         self._failed_until = 0.0
         self._last_error: AuthError | None = None
@@ -177,15 +184,25 @@ class ClientCredential:
         #: Token requests that reached MSAL (for metrics/tests; MSAL may still answer from its cache).
         self.attempts = 0
 
-    def _build(self) -> Any:
+    def _session(self, shared: bool) -> requests.Session:
         app = self.app
         session = NoRedirectSession()
         session.trust_env = False
         session.verify = app.ca_bundle or True
         proxy = app.proxy_url.get_secret_value() if app.proxy_url else None
         session.proxies.update(msal_proxies(proxy, app.authority))
-        if self._gate is not None:
+        if shared:
+            mount_gate(session, None, None)  # each call's gate is set for its thread (``_acquire``)
+        elif self._gate is not None:
             mount_gate(session, self._gate, lambda: self._loop)
+        return session
+
+    def _build(self) -> Any:
+        app = self.app
+        if self._http_session is not None:
+            session = self._http_session(lambda: self._session(shared=True))
+        else:
+            session = self._session(shared=False)
         return msal.ConfidentialClientApplication(
             app.client_id,
             authority=app.authority,
@@ -196,12 +213,13 @@ class ClientCredential:
         )
 
     def _acquire(self, drop: bool) -> dict[str, Any]:
-        if self._msal is None:
-            self._msal = self._build()
-        if drop:
-            self._msal.remove_tokens_for_client()
-        result: dict[str, Any] = self._msal.acquire_token_for_client(scopes=[self.app.scope])
-        return result
+        with gated(self._gate, lambda: self._loop):
+            if self._msal is None:
+                self._msal = self._build()
+            if drop:
+                self._msal.remove_tokens_for_client()
+            result: dict[str, Any] = self._msal.acquire_token_for_client(scopes=[self.app.scope])
+            return result
 
     def retry_in(self) -> float:
         """Seconds left of the cool-down after a rejected credential (0 when none)."""
@@ -213,10 +231,14 @@ class ClientCredential:
         Raises ``AuthError`` (credentials rejected, consent missing, unreadable key or token file;
         also during the cool-down that follows) or ``TransientSourceError`` (endpoint unavailable).
         """
+        if stale is None and self._current is not None and self._clock.monotonic() < self._reuse_until:
+            return self._current  # well within its lifetime: no thread hop, no MSAL cache search
         async with self._lock:
             if self._last_error is not None and self.retry_in() > 0:
                 raise self._last_error
             drop = stale is not None and stale == self._current
+            if drop:
+                self._reuse_until = 0.0
             self.attempts += 1
             self._loop = asyncio.get_running_loop()
             try:
@@ -238,6 +260,7 @@ class ClientCredential:
                 self._failures = 0
                 self._last_error = None
                 self._current = token
+                self._reuse_until = self._clock.monotonic() + reuse_secs(result.get("expires_in"))
                 return token
             error = str(result.get("error", "unknown_error"))
             codes = _AADSTS.findall(str(result.get("error_description", "")))
@@ -283,6 +306,19 @@ class ClientCredential:
             },
         )
         return self._last_error
+
+
+#: MSAL renews a token with less than 300 s left; handing one out locally stops a minute before that.
+_RENEW_MARGIN_SECS = 360.0
+
+
+def reuse_secs(expires_in: object) -> float:
+    """How long a token MSAL just returned may be handed out again without asking MSAL: until a minute
+    before MSAL would renew it, and at most half its remaining life (MSAL's own refresh point for
+    long-lived tokens); 0 when MSAL did not say."""
+    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+        return 0.0
+    return max(0.0, min(float(expires_in) - _RENEW_MARGIN_SECS, float(expires_in) / 2))
 
 
 def _describe(exc: BaseException) -> str:

@@ -87,6 +87,9 @@ class Seen:
     status: int
     #: The client's TCP port: a new port means a new connection.
     peer_port: int = 0
+    #: The tenant and app of the bearer token (Graph requests) or of the token request; ``""`` if none.
+    tenant: str = ""
+    client_id: str = ""
 
 
 def _b64url(data: bytes) -> str:
@@ -99,7 +102,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 class GraphSimulator:
-    """One tenant with one app registration and an evolving set of alerts and incidents."""
+    """One tenant with one app registration and an evolving set of alerts and incidents.
+
+    With ``any_tenant`` it stands for any number of tenants: a token is issued for any tenant id and
+    any client id (the secret must still match), and a Graph request lists only the alerts and
+    incidents of its token's tenant (``add_alerts(..., tenant=…)``); every ``Seen`` names the tenant
+    and app, so a test can tell who polled whom.
+    """
 
     def __init__(
         self,
@@ -110,8 +119,12 @@ class GraphSimulator:
         token_lifetime_secs: int = 3599,
         default_page_size: int = 100,
         monotonic: Callable[[], float] = time.monotonic,
+        any_tenant: bool = False,
     ) -> None:
         self.tenant_id = tenant_id
+        self.any_tenant = any_tenant
+        #: Who each token was issued to: token -> (tenant, client id).
+        self.token_owner: dict[str, tuple[str, str]] = {}
         #: The clock of ``Seen.at``, token expiry and throttling (tests share a scaled one with the agent).
         self.monotonic = monotonic
         self.client_id = client_id
@@ -158,13 +171,16 @@ class GraphSimulator:
 
     # -- data --------------------------------------------------------------------------------
 
-    def add_alerts(self, n: int, when: datetime | None = None, hidden: bool = False) -> list[dict[str, Any]]:
-        """Create ``n`` new alerts stamped ``when`` (default now); ``hidden`` ones are not listed yet."""
+    def add_alerts(
+        self, n: int, when: datetime | None = None, hidden: bool = False, tenant: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Create ``n`` new alerts stamped ``when`` (default now) in ``tenant`` (default the simulator's);
+        ``hidden`` ones are not listed yet."""
         when = when or datetime.now(UTC)
         made = []
         for _ in range(n):
             self._seq += 1
-            alert = make_alert(self.rng, self.tenant_id, when, self._seq)
+            alert = make_alert(self.rng, tenant or self.tenant_id, when, self._seq)
             self.alerts[alert["id"]] = alert
             if hidden:
                 self.hidden.add(alert["id"])
@@ -276,8 +292,11 @@ class GraphSimulator:
             await self._runner.cleanup()
             self._runner = None
 
-    def _record(self, request: web.Request, status: int) -> Seen:
+    def _record(self, request: web.Request, status: int, owner: tuple[str, str] | None = None) -> Seen:
         peer = request.transport.get_extra_info("peername") if request.transport else None
+        if owner is None:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            owner = self.token_owner.get(token, ("", ""))
         seen = Seen(
             self.monotonic(),
             request.method,
@@ -286,6 +305,7 @@ class GraphSimulator:
             dict(request.headers),
             status,
             int(peer[1]) if peer else 0,
+            *owner,
         )
         self.requests.append(seen)
         return seen
@@ -326,15 +346,16 @@ class GraphSimulator:
                     "client secret value, not the client secret ID."
                 ),
             )
+        client = str(form.get("client_id", ""))
         ok = (
-            tenant == self.tenant_id
+            (tenant == self.tenant_id or self.any_tenant)
             and form.get("grant_type") == "client_credentials"
-            and form.get("client_id") == self.client_id
+            and (client == self.client_id or (self.any_tenant and bool(client)))
             and credential_ok
             and not self.revoked
         )
         if not ok:
-            self._record(request, 401)
+            self._record(request, 401, (tenant, client))
             body = {
                 "error": "invalid_client",
                 "error_description": f"AADSTS{code}: {text}",
@@ -342,11 +363,12 @@ class GraphSimulator:
             }
             return web.json_response(body, status=401)
         token = access_token(
-            tenant, self.client_id, self.base_url, self.roles, self.token_lifetime_secs, self._signing_key
+            tenant, client, self.base_url, self.roles, self.token_lifetime_secs, self._signing_key
         )
         self.tokens[token] = self.monotonic() + self.token_lifetime_secs
         self.token_roles[token] = list(self.roles)
-        self._record(request, 200)
+        self.token_owner[token] = (tenant, client)
+        self._record(request, 200, (tenant, client))
         return web.json_response(
             {
                 "token_type": "Bearer",
@@ -371,14 +393,24 @@ class GraphSimulator:
         expiry = self.tokens.get(auth.removeprefix("Bearer "))
         return auth.startswith("Bearer ") and expiry is not None and expiry >= self.monotonic()
 
+    def _visible_to(self, request: web.Request) -> Callable[[dict[str, Any]], bool]:
+        """Whether an item belongs to the request's tenant (always, unless ``any_tenant``)."""
+        if not self.any_tenant:
+            return lambda _item: True
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        tenant = self.token_owner.get(token, ("", ""))[0]
+        return lambda item: item.get("tenantId") == tenant
+
     async def _alerts(self, request: web.Request) -> web.Response:
         if self.backlog is not None:
             return await self._list_backlog(request, self.backlog)
-        items = [a for a in self.alerts.values() if a.get("id") not in self.hidden]
+        mine = self._visible_to(request)
+        items = [a for a in self.alerts.values() if a.get("id") not in self.hidden and mine(a)]
         return await self._list(request, items, "security/alerts_v2")
 
     async def _incidents(self, request: web.Request) -> web.Response:
-        items = list(self.incidents.values())
+        mine = self._visible_to(request)
+        items = [i for i in self.incidents.values() if mine(i)]
         if request.query.get("$expand") == "alerts":
             items = [
                 {**i, "alerts": [a for a in self.alerts.values() if a["incidentId"] == i["id"]]}

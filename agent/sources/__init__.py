@@ -9,6 +9,7 @@ from agent.clock import Clock
 from agent.metrics import AgentMetrics
 from agent.sources.base import Source, SourceContext, SourceFactory, Stopping
 from agent.sources.config import SourceConfig
+from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
 
 SOURCES: dict[str, SourceFactory] = {
@@ -16,9 +17,11 @@ SOURCES: dict[str, SourceFactory] = {
 }
 
 
-def build_source(config: SourceConfig, clock: Clock, metrics: AgentMetrics) -> Source:
-    """Build the source a config selects."""
-    return SOURCES[config.type](config, clock, metrics)
+def build_source(
+    config: SourceConfig, clock: Clock, metrics: AgentMetrics, shared: GraphShared | None = None
+) -> Source:
+    """Build the source a config selects (``shared``: what the process's Graph sources share)."""
+    return SOURCES[config.type](config, clock, metrics, shared)
 
 
-__all__ = ["SOURCES", "Source", "SourceConfig", "SourceContext", "Stopping", "build_source"]
+__all__ = ["SOURCES", "GraphShared", "Source", "SourceConfig", "SourceContext", "Stopping", "build_source"]

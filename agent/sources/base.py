@@ -77,6 +77,7 @@ class Source(Protocol):
 
 
 class SourceFactory(Protocol):
-    """A source class: built from its config model, the clock and the agent's metrics."""
+    """A source class: built from its config model, the clock, the agent's metrics and what the
+    process's sources of its kind share (``None``: nothing)."""
 
-    def __call__(self, config: Any, clock: Clock, metrics: AgentMetrics) -> Source: ...
+    def __call__(self, config: Any, clock: Clock, metrics: AgentMetrics, shared: Any = None) -> Source: ...

@@ -6,7 +6,6 @@ A Graph source authenticates as an app registration with exactly one of ``client
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,7 +27,8 @@ class GraphSecuritySourceConfig(_Strict):
 
     type: Literal["graph_security"]
     #: Source name, unique among sources; its stream ids (``<name>/alerts_v2/...``,
-    #: ``<name>/incidents/all``) key the checkpoint: a renamed source restarts at ``initial_lookback_secs``.
+    #: ``<name>/incidents/all``) key the checkpoint, kept in ``<state_dir>/sources/<name>/``: a renamed
+    #: source restarts at ``initial_lookback_secs``.
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     #: Directory (tenant) ID to poll; appended to the login host and used as the ``tenant`` metric label.
     tenant_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -91,13 +91,16 @@ class GraphSecuritySourceConfig(_Strict):
     backoff_max_secs: float = Field(default=60.0, gt=0)
     #: Polls failing for good (auth, 4xx) back off up to this long.
     error_backoff_max_secs: float = Field(default=300.0, gt=0)
-    #: Requests per minute for this tenant and app, shared by all its streams (Graph allows 150).
+    #: Requests per minute for this tenant and app, shared by all its streams and by every source of the
+    #: same tenant and app (Graph allows 150 per app per tenant; the first such source's value counts).
     requests_per_minute: int = Field(default=GRAPH_REQUESTS_PER_MINUTE, ge=1)
     #: Concurrent Graph requests of this tenant and app.
     max_concurrent_requests: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self) -> GraphSecuritySourceConfig:
+        if self.name in (".", ".."):
+            raise ValueError("name: must not be '.' or '..' (it names the source's state directory)")
         check_one_credential(self.client_secret, self.credential)
         if (self.authority_url is None) != (self.graph_url is None):
             raise ValueError("authority_url and graph_url must be set together")
@@ -113,23 +116,6 @@ class GraphSecuritySourceConfig(_Strict):
     def app_key(self) -> tuple[str, str, str]:
         """Identifies the (cloud, tenant, app) whose Graph budget this source spends."""
         return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
-
-
-def duplicate_apps(sources: Sequence[GraphSecuritySourceConfig]) -> list[str]:
-    """Names of sources that share a (cloud, tenant, app) with an earlier one.
-
-    Each source keeps its own request budget, so two sources for the same app and tenant would
-    together exceed Graph's limit; list the serviceSources in one source instead.
-    """
-    first: dict[tuple[str, str, str], str] = {}
-    dupes = []
-    for s in sources:
-        key = s.app_key()
-        if key in first:
-            dupes.append(f"{s.name} (same tenant and app as {first[key]})")
-        else:
-            first[key] = s.name
-    return dupes
 
 
 SourceConfig = Annotated[GraphSecuritySourceConfig, Field(discriminator="type")]

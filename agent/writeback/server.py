@@ -9,7 +9,8 @@ Routes (``{kind}`` is ``alerts`` or ``incidents``)::
     GET   /v1/requests/{request_id}          state of a request: queued, done, failed (+ Graph's error)
 
 Every request needs ``Authorization: Bearer <token>`` (compared in constant time against every
-configured token: SHA-256 digests, ``hmac.compare_digest``, no early exit) → else 401. Then: 404 for
+configured token: SHA-256 digests, ``hmac.compare_digest``, no early exit) → else 401. Then: 421
+for a source another shard polls (naming it, also in ``X-Siem-Agent-Shard``); 404 for
 an unknown source, request or path; 413 for a body over ``max_body_bytes``; 400 for a body that is not
 a JSON object, has unknown fields, bad enum values or ids; 503 with ``Retry-After`` when the queue is
 full. A write is answered ``202 Accepted`` only after the request is in the journal (fsync'd), with
@@ -24,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -58,6 +59,8 @@ class ApiSettings:
     sources: frozenset[str]
     max_body_bytes: int
     request_timeout: float
+    #: Configured sources another replica owns (``[shard] count`` > 1): source -> its shard index.
+    elsewhere: Mapping[str, int] = field(default_factory=dict)
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -154,6 +157,14 @@ class WritebackApi:
             self._on_result(source if source in self.settings.sources else "-", status)
             return error(status, code, message, headers)
 
+        if source in self.settings.elsewhere:
+            shard = self.settings.elsewhere[source]
+            return refuse(
+                421,
+                "misdirectedRequest",
+                f"source {source!r} is polled by shard {shard}: send this request to that replica",
+                {"X-Siem-Agent-Shard": str(shard)},
+            )
         if source not in self.settings.sources:
             return refuse(404, "unknownSource", f"no source named {source[:64]!r} in this agent")
         limit = self.settings.max_body_bytes

@@ -67,7 +67,14 @@ class WritebackService:
         versions: OwnVersions,
         clock: Clock,
         registry: CollectorRegistry,
+        elsewhere: Mapping[str, int] | None = None,
+        adopt: Callable[[str], GraphSecuritySource | None] | None = None,
     ) -> None:
+        #: Configured sources other replicas own (source -> shard index): the API answers 421 for them.
+        self.elsewhere = dict(elsewhere or {})
+        #: Builds a source another replica polls now, for requests this replica accepted before a
+        #: re-shard moved it: they are executed here (through the source's app), never stranded.
+        self._adopt = adopt
         self.config = config
         self.sources = dict(sources)
         self.versions = versions
@@ -89,13 +96,22 @@ class WritebackService:
         (journal) or ``ConfigError`` (cannot listen, unusable TLS files)."""
         cfg = self.config
         self.queue.load()
+        writers = dict(self.sources)
+        for name in sorted({r.source for r in self.queue.unfinished()} - set(writers)):
+            adopted = self._adopt(name) if self._adopt is not None else None
+            if adopted is not None:
+                writers[name] = adopted
+                log.info(
+                    "Executing write-back requests queued before the source moved to another shard.",
+                    extra={"source": name, "queued": len(self.queue.unfinished(name))},
+                )
         for token in cfg.tokens:
             if len(token.token.get_secret_value()) < SHORT_TOKEN_CHARS:
                 log.warning(
                     "Write-back token is short; use at least 16 random characters.",
                     extra={"token_name": token.name},
                 )
-        for name, source in self.sources.items():
+        for name, source in writers.items():
             client = source.client()
             client.budget.share = BudgetShare(source.config.requests_per_minute, cfg.budget_share)
             executor = Executor(
@@ -118,6 +134,7 @@ class WritebackService:
                 sources=frozenset(self.sources),
                 max_body_bytes=cfg.max_body_bytes,
                 request_timeout=cfg.request_timeout_secs,
+                elsewhere=self.elsewhere,
             ),
             self.queue,
             self._wake,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from agent.metrics import AgentMetrics
 from agent.retry import parse_retry_after
-from agent.sources.config import GraphSecuritySourceConfig, duplicate_apps
+from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.share import BudgetShare, Kind
 from agent.sources.graph.source import GraphSecuritySource
@@ -255,12 +255,12 @@ class TestConfig:
         with pytest.raises(ValidationError, match="serviceSource"):
             GraphSecuritySourceConfig(**table(client_secret="s", service_sources=["x' or 1 eq 1"]))  # type: ignore[arg-type]
 
-    def test_duplicate_apps_are_reported(self) -> None:
-        """Two sources for one tenant and app would each spend a full budget: reported by name."""
+    def test_one_app_key_per_tenant_and_app_whatever_the_case(self) -> None:
+        """Sources with one app key share one budget (``agent.sources.graph.shared``)."""
         a = GraphSecuritySourceConfig(**table(name="a", client_secret="s"))  # type: ignore[arg-type]
         b = GraphSecuritySourceConfig(**table(name="b", client_secret="s", tenant_id="T1"))  # type: ignore[arg-type]
         c = GraphSecuritySourceConfig(**table(name="c", client_secret="s", tenant_id="t2"))  # type: ignore[arg-type]
-        assert duplicate_apps([a, b, c]) == ["b (same tenant and app as a)"]
+        assert a.app_key() == b.app_key() != c.app_key()
 
     def test_streams_per_service_source_and_incidents(self) -> None:
         """One stream per serviceSource (or one for all), plus incidents when enabled."""

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.app import Agent
-from agent.checkpoint import CheckpointStore
+from agent.checkpoint.sources import source_store
 from agent.config import load_settings
 from tests.support.agent_process import read_checkpoint
 from tests.support.simulator import SimEnv, agent_config
@@ -51,7 +51,7 @@ class TestDelivery:
         settings = load_settings(
             data=agent_config(tmp_path / "state", [graph_sim.source()], [file_sink(out)])
         )
-        store = CheckpointStore(settings.state_dir, settings.name, lambda: "")
+        store = source_store(settings.state_dir, "sim", settings.name, lambda: "")
 
         first = Agent(settings)
         assert (

@@ -112,6 +112,22 @@ class TestCommands:
         code, _, err = run_cli("validate", "--config", str(tmp_path / "nope.toml"))
         assert code == 78 and "nope.toml: file not found" in err
 
+    def test_validate_lists_each_shards_sources(self, tmp_path: Path, graph_sim: SimEnv) -> None:
+        """With ``[shard] count = 3``: one line per shard, every source on exactly one."""
+        cfg = toml_config(tmp_path, graph_sim, tmp_path / "out.jsonl")
+        names = [f"t{i}" for i in range(9)]
+        tables = [
+            "\n[[sources]]\n" + "".join(f"{k} = {orjson.dumps(v).decode()}\n" for k, v in src.items())
+            for src in (graph_sim.source(name=n, tenant_id=f"tenant-{n}") for n in names)
+        ]
+        cfg.write_text(cfg.read_text() + "".join(tables) + "\n[shard]\ncount = 3\n")
+        code, out, err = run_cli("validate", "--config", str(cfg), env=env_with_secret(graph_sim))
+        assert code == 0, err
+        lines = [line for line in out.splitlines() if line.startswith("shard ")]
+        assert [line.split(":")[0] for line in lines] == ["shard 0", "shard 1", "shard 2"]
+        listed = [n for line in lines for n in line.split(": ", 2)[2].split(", ") if n != "-"]
+        assert sorted(listed) == sorted(["sim", *names])
+
 
 class TestProcessLifecycle:
     async def test_sigterm_drains_exits_0_and_restart_does_not_reemit(
@@ -122,10 +138,10 @@ class TestProcessLifecycle:
         out = tmp_path / "out.jsonl"
         cfg = toml_config(tmp_path, graph_sim, out)
         env = env_with_secret(graph_sim)
-        ckpt = tmp_path / "state" / "cli.checkpoint.json"
+        state = tmp_path / "state"
 
         def cursor_committed() -> bool:
-            return any(s["cursor"] for s in read_checkpoint(ckpt.parent, "cli").values())
+            return any(s["cursor"] for s in read_checkpoint(state, "cli").values())
 
         proc = await asyncio.create_subprocess_exec(
             *EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.PIPE
@@ -144,10 +160,9 @@ class TestProcessLifecycle:
         assert proc.stderr is not None
         logs = (await proc.stderr.read()).decode()
         assert graph_sim.sim.client_secret not in logs
-        doc = orjson.loads(ckpt.read_bytes())
-        assert doc["version"] == 1
-        assert len(doc["streams"]["sim/alerts_v2/all"]["seen"]) == 30
-        assert oct(ckpt.stat().st_mode & 0o777) == "0o600"
+        assert len(read_checkpoint(state, "cli")["sim/alerts_v2/all"]["seen"]) == 30
+        files = [p for p in (state / "sources" / "sim").iterdir() if p.name.startswith("checkpoint.")]
+        assert files and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in files)
 
         polls = len(graph_sim.sim.requests)
         proc = await asyncio.create_subprocess_exec(
@@ -166,8 +181,8 @@ class TestProcessLifecycle:
     async def test_corrupt_checkpoint_stops_with_clear_error(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         """A corrupt checkpoint: exit 74, the message names the file, nothing is polled or overwritten."""
         cfg = toml_config(tmp_path, graph_sim, tmp_path / "out.jsonl")
-        ckpt = tmp_path / "state" / "cli.checkpoint.json"
-        ckpt.parent.mkdir()
+        ckpt = tmp_path / "state" / "sources" / "sim" / "checkpoint.json"
+        ckpt.parent.mkdir(parents=True)
         ckpt.write_bytes(b'{"version": 1, "streams": ')
         proc = await asyncio.create_subprocess_exec(
             *EXE, "run", "--config", str(cfg), env=env_with_secret(graph_sim), stderr=asyncio.subprocess.PIPE
@@ -196,7 +211,7 @@ class TestProcessLifecycle:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert any(p.name.startswith("cli.checkpoint.json.reset-") for p in ckpt.parent.iterdir())
+        assert any(p.name.startswith("checkpoint.json.reset-") for p in ckpt.parent.iterdir())
 
     @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
     async def test_second_signal_exits_at_once(self, tmp_path: Path, graph_sim: SimEnv, signame: str) -> None:
@@ -225,7 +240,4 @@ class TestProcessLifecycle:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-        assert (
-            not (tmp_path / "state" / "cli.checkpoint.json").exists()
-            or not orjson.loads((tmp_path / "state" / "cli.checkpoint.json").read_bytes())["streams"]
-        )
+        assert read_checkpoint(tmp_path / "state", "cli") == {}

@@ -185,15 +185,22 @@ class TestBackfill:
 
 class TestCheckpointCommands:
     def _write(self, tmp_path: Path) -> Path:
-        path = tmp_path / "state" / "test.checkpoint.json"
-        path.parent.mkdir(parents=True)
+        """Checkpoints of sources ``a`` and ``b`` (not configured); the path of ``a``'s."""
         streams = {
             "a/alerts_v2/all": {"cursor": format_dt(backdate(120)), "seen": {"x": format_dt(backdate(120))}},
             "b/alerts_v2/all": {"cursor": None, "seen": {}},
         }
-        doc = {"version": 1, "agent": "test", "written_at": format_dt(backdate(0)), "streams": streams}
-        path.write_bytes(orjson.dumps(doc))
-        return path
+        for name, body in streams.items():
+            path = tmp_path / "state" / "sources" / name.split("/")[0] / "checkpoint.json"
+            path.parent.mkdir(parents=True)
+            doc = {
+                "version": 1,
+                "agent": "test",
+                "written_at": format_dt(backdate(0)),
+                "streams": {name: body},
+            }
+            path.write_bytes(orjson.dumps(doc))
+        return tmp_path / "state" / "sources" / "a" / "checkpoint.json"
 
     async def test_show_and_reset_one_stream_then_all(self, tmp_path: Path, graph_sim: SimEnv) -> None:
         """show prints cursor, seen and lag; reset --stream removes one; reset moves the file aside."""
@@ -206,17 +213,21 @@ class TestCheckpointCommands:
         assert "b/alerts_v2/all: cursor -, 0 seen, lag -" in out
         code, out, _ = await cli("checkpoint", "show", "--json", "--config", str(cfg), environ=e)
         report = orjson.loads(out)
-        assert 119 <= report["streams"]["a/alerts_v2/all"]["lag_secs"] < 180
+        assert 119 <= report["sources"]["a"]["streams"]["a/alerts_v2/all"]["lag_secs"] < 180
+        assert report["sources"]["a"]["shard"] is None and report["sources"]["sim"]["shard"] == 0
         code, out, err = await cli("checkpoint", "reset", "--stream", "nope", "--config", str(cfg), environ=e)
         assert code == 74 and "has no stream 'nope'" in err
         code, out, _ = await cli(
             "checkpoint", "reset", "--stream", "a/alerts_v2/all", "--config", str(cfg), environ=e
         )
         assert code == 0 and "stream a/alerts_v2/all removed" in out
-        assert list(orjson.loads(path.read_bytes())["streams"]) == ["b/alerts_v2/all"]
+        assert list(orjson.loads(path.read_bytes())["streams"]) == []
+        b = path.parent.parent / "b" / "checkpoint.json"
+        assert list(orjson.loads(b.read_bytes())["streams"]) == ["b/alerts_v2/all"]
         code, out, _ = await cli("checkpoint", "reset", "--config", str(cfg), environ=e)
         assert code == 0 and "checkpoint moved aside to" in out
-        assert not path.exists() and len(list(path.parent.glob("test.checkpoint.json.reset-*"))) == 1
+        assert not path.exists() and len(list(path.parent.glob("checkpoint.json.reset-*"))) == 1
+        assert not b.exists() and len(list(b.parent.glob("checkpoint.json.reset-*"))) == 1
         code, out, _ = await cli("checkpoint", "show", "--config", str(cfg), environ=e)
         assert code == 0 and "no checkpoint yet" in out
 
@@ -250,13 +261,11 @@ class TestCheckpointCommands:
             code, _, err = await cli(
                 "checkpoint", "reset", "--config", str(cfg), environ=env(**{SECRET_ENV: "x"})
             )
-            with pytest.raises(
-                Exception, match="is locked: an agent with this state_dir and name is running"
-            ):
+            with pytest.raises(Exception, match="is locked: an agent with this state_dir and name"):
                 await Agent(settings).run()
         finally:
             agent.request_stop()
             assert await asyncio.wait_for(task, 15) == 0
         assert code == 74 and "is locked" in err
         assert path.exists() and not list(path.parent.glob("*.reset-*"))
-        assert orjson.loads(original)["streams"]["b/alerts_v2/all"] is not None
+        assert orjson.loads(original)["streams"]["a/alerts_v2/all"] is not None

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from agent.checkpoint import CheckpointStore
+from agent.checkpoint.sources import source_store, stored_sources
 from agent.errors import StateError
 from tests.support.wait import until
 
@@ -248,14 +248,16 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_checkpoint(state_dir: Path, name: str) -> dict[str, dict[str, Any]]:
-    """The committed state as another process sees it now (snapshot + journal, read only):
-    ``{stream: {"cursor", "seen"}}``; empty while nothing was committed."""
-    store = CheckpointStore(state_dir, name, lambda: "")
-    try:
-        streams = store.load()
-    except StateError:
-        return {}  # mid-compaction or mid-append: the caller polls again
-    return {n: {"cursor": s.cursor, "seen": dict(s.seen)} for n, s in streams.items()}
+    """The committed state of every source as another process sees it now (each source's snapshot +
+    journal, read only): ``{stream: {"cursor", "seen"}}``; empty while nothing was committed."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in stored_sources(state_dir):
+        try:
+            streams = source_store(state_dir, source, name, lambda: "").load()
+        except StateError:
+            continue  # mid-compaction or mid-append: the caller polls again
+        out.update({n: {"cursor": s.cursor, "seen": dict(s.seen)} for n, s in streams.items()})
+    return out
 
 
 def fast_source(source: dict[str, Any], **overrides: Any) -> dict[str, Any]:

@@ -137,9 +137,15 @@ class LiveAgent:
 
 @contextlib.asynccontextmanager
 async def live_agent(
-    tmp_path: Path, env: SimEnv, writeback: dict[str, Any] | None = None, **source: Any
+    tmp_path: Path,
+    env: SimEnv,
+    writeback: dict[str, Any] | None = None,
+    top: dict[str, Any] | None = None,
+    more_sources: list[dict[str, Any]] | None = None,
+    **source: Any,
 ) -> AsyncIterator[LiveAgent]:
-    """Run an Agent in-process against ``env`` with a JSON file sink; stopped (exit 0) afterwards."""
+    """Run an Agent in-process against ``env`` with a JSON file sink; stopped (exit 0) afterwards.
+    ``top``: more top-level keys (e.g. ``shard``); ``more_sources``: further source tables."""
     out = tmp_path / "out.jsonl"
     data = {
         "name": "wb",
@@ -162,7 +168,9 @@ async def live_agent(
             }
         ],
         "writeback": writeback if writeback is not None else writeback_table(),
+        **(top or {}),
     }
+    data["sources"] += more_sources or []
     agent = Agent(load_settings(data=data))
     task = asyncio.create_task(agent.run(), name="agent")
     await until(lambda: agent.writeback_port is not None or task.done(), 10, "the write-back API")

@@ -6,17 +6,68 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import uuid
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
-from agent.simulator.server import unavailable
-from agent.simulator.tls import make_client_cert, make_tls
+from agent.shard import owner
+from agent.simulator.server import GraphSimulator, backdate, server_ssl_context, unavailable
+from agent.simulator.tls import TlsFiles, make_client_cert, make_tls
 from agent.simulator.writes import WriteFault
+from agent.timestamps import format_dt
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
 from tests.writeback.helpers import OTHER_TOKEN, TOKEN, api, delivered, live_agent, writeback_table
+
+
+class TestShards:
+    async def test_a_source_of_another_shard_is_answered_421_naming_it(
+        self, tmp_path: Path, graph_sim: SimEnv
+    ) -> None:
+        """Nothing is queued where nobody would execute it: 421 with the owning shard, Graph untouched."""
+        far = next(f"far{i}" for i in range(100) if owner(f"far{i}", 2) != owner("sim", 2))
+        other = graph_sim.source(name=far, tenant_id="another-tenant")
+        shard = {"count": 2, "index": owner("sim", 2)}
+        async with live_agent(tmp_path, graph_sim, top={"shard": shard}, more_sources=[other]) as live:
+            status, body, headers = await api(
+                live.port, "PATCH", f"/v1/sources/{far}/alerts/da1", {"status": "new"}
+            )
+            mine = await api(live.port, "PATCH", "/v1/sources/nope/alerts/da1", {"status": "new"})
+        assert status == 421 and body["error"]["code"] == "misdirectedRequest"
+        assert f"is polled by shard {owner(far, 2)}" in body["error"]["message"]
+        assert headers["X-Siem-Agent-Shard"] == str(owner(far, 2))
+        assert mine[0] == 404
+        assert not [r for r in graph_sim.sim.requests if r.method != "GET" and "/security/" in r.path]
+        assert not (tmp_path / "state" / "sources" / far).exists(), "another shard's source was touched"
+
+    async def test_requests_queued_before_a_reshard_are_executed_by_their_replica(
+        self, tmp_path: Path, tls_files: TlsFiles
+    ) -> None:
+        """A request this replica accepted while it owned ``far``; then ``far`` moved to the other shard:
+        this replica still executes it (through far's app), it is not stranded in its queue."""
+        sim = GraphSimulator(any_tenant=True)
+        base = await sim.start(server_ssl_context(str(tls_files.cert), str(tls_files.key)))
+        try:
+            env = SimEnv(sim, base, tls_files)
+            alert = sim.add_alerts(1, tenant="another-tenant")[0]["id"]
+            far = next(f"far{i}" for i in range(100) if owner(f"far{i}", 2) != owner("sim", 2))
+            index = owner("sim", 2)
+            queue = tmp_path / "state" / f"wb.shard-{index}.writeback.jsonl"
+            queue.parent.mkdir(parents=True)
+            record = {"t": "req", "id": str(uuid.uuid4()), "at": format_dt(backdate(5)), "source": far}
+            record |= {"entity": "alert", "target": alert, "changes": {"status": "resolved"}, "by": "siem"}
+            queue.write_bytes(orjson.dumps(record) + b"\n")
+            other = env.source(name=far, tenant_id="another-tenant")
+            top = {"shard": {"count": 2, "index": index}}
+            async with live_agent(tmp_path, env, top=top, more_sources=[other]):
+                await until(lambda: sim.alerts[alert]["status"] == "resolved", 15, "the queued write")
+            polled = {r.tenant for r in sim.graph_requests()}
+            assert "another-tenant" not in polled, "the adopted source must not be polled"
+        finally:
+            await sim.stop()
 
 
 class TestRoutesAndCodes:

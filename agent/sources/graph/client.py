@@ -26,10 +26,8 @@ Response handling (Graph docs: ``concepts/throttling.md``, ``best-practices-conc
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
-import ssl
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +47,7 @@ from agent.sources.graph.budget import POLL, RateBudget
 from agent.sources.graph.endpoints import endpoints_for, graph_credential
 from agent.sources.graph.pages import Origin, describe, same_origin
 from agent.sources.graph.share import Kind
+from agent.sources.graph.shared import GraphShared
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +65,28 @@ class GraphStatusError(SourceError):
         self.code = code
 
 
-def make_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """TLS context trusting ``ca_bundle`` (or the system store)."""
-    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-
-
 class GraphClient:
-    """Issues GETs against one tenant's Graph endpoint; owns its two HTTP sessions."""
+    """Issues GETs against one tenant's Graph endpoint, over the process's shared HTTP sessions."""
 
     @classmethod
-    def connect(cls, cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> GraphClient:
+    def connect(
+        cls,
+        cfg: GraphSecuritySourceConfig,
+        clock: Clock,
+        metrics: AgentMetrics,
+        shared: GraphShared | None = None,
+    ) -> GraphClient:
         """The client of ``cfg``'s tenant and app with its credential (MSAL token cache) and request
-        budget: the one place they are built. Sessions open on the first request; ``aclose`` them. The
-        credential's token requests spend the same budget as the Graph requests."""
-        budget = RateBudget(cfg.requests_per_minute, clock)
-        credential = graph_credential(cfg, clock, gate=functools.partial(budget.slot, POLL))
-        return cls(cfg, credential, budget, metrics, clock)
+        budget, both shared with every source of the same (cloud, tenant, app) through ``shared``
+        (``agent.sources.graph.shared``; ``None``: a private one, closed by ``aclose``). Sessions open
+        on the first request. The credential's token requests spend the same budget as the Graph
+        requests."""
+        own = shared is None
+        pool = GraphShared(clock) if shared is None else shared
+        credential = pool.credential(cfg, graph_credential)
+        client = cls(cfg, credential, pool.budget(cfg), metrics, clock, pool)
+        client._owns_pool = own
+        return client
 
     def __init__(
         self,
@@ -90,6 +95,7 @@ class GraphClient:
         budget: RateBudget,
         metrics: AgentMetrics,
         clock: Clock,
+        shared: GraphShared | None = None,
     ) -> None:
         self._cfg = cfg
         #: The app's token source (``token()`` proves the credential on its own).
@@ -104,35 +110,24 @@ class GraphClient:
         self._max_bytes = cfg.max_response_bytes
         self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_secs)
         self._proxy = cfg.proxy_url.get_secret_value() if cfg.proxy_url else None
-        self._ssl = make_ssl_context(str(cfg.ca_bundle) if cfg.ca_bundle else None)
+        self._ca_bundle = str(cfg.ca_bundle) if cfg.ca_bundle else None
         self._gate = asyncio.Semaphore(cfg.max_concurrent_requests)
         self._rng = random.Random()
-        self._session: aiohttp.ClientSession | None = None
-        self._fresh: aiohttp.ClientSession | None = None
+        self._shared = shared if shared is not None else GraphShared(clock)
+        self._owns_pool = shared is None
 
     def _sessions(self) -> tuple[aiohttp.ClientSession, aiohttp.ClientSession]:
-        if self._session is None or self._fresh is None:
-            # No trust_env: the proxy (configured, else HTTPS_PROXY/NO_PROXY) is passed per request.
-            # No auto_decompress: body.py inflates within max_response_bytes.
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=self._cfg.max_concurrent_requests),
-                auto_decompress=False,
-            )
-            self._fresh = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl, force_close=True), auto_decompress=False
-            )
-        return self._session, self._fresh
+        # The proxy (configured, else HTTPS_PROXY/NO_PROXY) is passed per request; body.py inflates.
+        return self._shared.sessions(str(self.root), self._proxy, self._ca_bundle)
 
     def auth_retry_in(self) -> float:
         """Seconds left of the credential's cool-down after a rejected token request."""
         return self.credential.retry_in()
 
     async def aclose(self) -> None:
-        """Close both sessions."""
-        for session in (self._session, self._fresh):
-            if session is not None:
-                await session.close()
-        self._session = self._fresh = None
+        """Close the sessions if they are this client's own (shared ones close with their owner)."""
+        if self._owns_pool:
+            await self._shared.aclose()
 
     async def get_json(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET ``url`` and return the JSON object, retrying what is retriable (see module docstring).

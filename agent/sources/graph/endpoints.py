@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import requests
 
 from agent.clock import Clock
 from agent.entra import ClientCredential, EntraApp, app_credential
@@ -61,7 +64,10 @@ def graph_app(cfg: GraphSecuritySourceConfig) -> EntraApp:
 
 
 def graph_credential(
-    cfg: GraphSecuritySourceConfig, clock: Clock, gate: RequestGate | None = None
+    cfg: GraphSecuritySourceConfig,
+    clock: Clock,
+    gate: RequestGate | None = None,
+    http_session: Callable[[Callable[[], requests.Session]], requests.Session] | None = None,
 ) -> ClientCredential:
     """Tokens for ``cfg``'s app; a rejected credential cools down like a failing poll backs off.
 
@@ -73,4 +79,5 @@ def graph_credential(
         cooldown_base_secs=cfg.backoff_base_secs,
         cooldown_max_secs=cfg.error_backoff_max_secs,
         gate=gate,
+        http_session=http_session,
     )

@@ -8,13 +8,22 @@ page first, one fresh bounded query per page: ``reader.py``), handing every page
 Graph wrote (never later than now: a future-dated item cannot push it past alerts still to come), and
 it is committed (``ctx.advance``, the cursor-only commit) after the poll's last batch, so the ack
 tracker applies it only once everything before it was delivered. A poll that fails commits nothing:
-the next one reads the same window again, and dedup drops what was already forwarded.
+the next one reads the same window again, and dedup drops what was already forwarded. A poll that
+found nothing new commits nothing either (the cursor did not move and no key was pruned): an idle
+tenant costs no checkpoint write.
+
+Schedule: the first poll waits ``first_delay`` (the agent spreads its sources' first polls over the
+interval), then polls start on a fixed grid, ``poll_interval_secs`` apart, so sources stay spread; a
+poll that overruns its slot is followed by the next free slot (never by a poll at once). After a
+failure the stream backs off, and the grid starts again from the next poll. With an interval of 10 s
+or more, start times are rounded up to a shared half-second tick (``POLL_TICK_SECS``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from datetime import timedelta
 from typing import Any
@@ -36,6 +45,12 @@ log = logging.getLogger(__name__)
 
 #: A newest timestamp further than this in the future is logged when the cursor is held at now.
 FUTURE_WARNING_SECS = 300.0
+#: Polls of streams with an interval of at least ``COALESCE_MIN_INTERVAL_SECS`` start on this shared
+#: tick (timer slack): a process with many tenants wakes a few times a second for a handful of polls
+#: each instead of once per poll, which halves the CPU an idle poll costs (BENCHMARKS.md, Many
+#: tenants). Polls per second stay as even as before: the tick is far below the interval.
+POLL_TICK_SECS = 0.5
+COALESCE_MIN_INTERVAL_SECS = 10.0
 
 __all__ = ["StreamPoller", "StreamSpec"]
 
@@ -51,8 +66,10 @@ class StreamPoller:
         ctx: SourceContext,
         clock: Clock,
         metrics: AgentMetrics,
+        first_delay: float = 0.0,
     ) -> None:
         self.spec = spec
+        self.first_delay = first_delay
         self.stream = spec.stream
         self.cfg = cfg
         self.client = client
@@ -61,6 +78,8 @@ class StreamPoller:
         self.metrics = metrics
         state = ctx.state.get(spec.stream, StreamState())
         self.cursor = state.cursor or format_dt(clock.now() - timedelta(seconds=cfg.initial_lookback_secs))
+        #: The cursor as committed (``None``: nothing yet); a poll that would commit it unchanged does not.
+        self._committed: str | None = state.cursor
         by_version = cfg.forward_updates == "all" and spec.time_field == "lastUpdateDateTime"
         self.forwarder = StreamForwarder(
             spec.stream, spec.time_field, by_version, ctx, metrics, clock, state.seen
@@ -69,6 +88,7 @@ class StreamPoller:
             spec, self._get, self.forwarder.forward, client.root, cfg.max_pages_per_window, metrics
         )
         self._rng = random.Random()
+        self._stopping: asyncio.Task[bool] | None = None
 
     @property
     def emitted(self) -> dict[str, str]:
@@ -83,14 +103,14 @@ class StreamPoller:
         if self.ctx.stop.is_set():
             raise Stopping
         request = asyncio.create_task(self.client.get_json(url, query), name=f"get:{self.stream}")
-        stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
+        if self._stopping is None:  # one waiter for the poller's life, not one per request
+            self._stopping = asyncio.create_task(self.ctx.stop.wait(), name=f"stop-wait:{self.stream}")
         try:
-            await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({request, self._stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopping.cancel()
             if not request.done():
                 request.cancel()
-            await asyncio.gather(request, stopping, return_exceptions=True)
+            await asyncio.gather(request, return_exceptions=True)
         if request.cancelled():
             raise Stopping
         return request.result()
@@ -107,12 +127,21 @@ class StreamPoller:
         await self._commit_final(best)
         return result
 
+    async def _drop_waiter(self) -> None:
+        if self._stopping is not None:
+            waiter, self._stopping = self._stopping, None
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
+
     async def read_window(self, since: str, until: str) -> ReadResult:
         """Read ``[since, until)`` once (``backfill``), then advance the cursor to ``until``.
 
         Raises ``Stopping`` when the agent stops, and ``SourceError`` when the window cannot be read.
         """
-        result = await self.reader.read(since, until)
+        try:
+            result = await self.reader.read(since, until)
+        finally:
+            await self._drop_waiter()
         await self.ctx.advance(self.stream, Commit(cursor=until))
         return result
 
@@ -136,21 +165,34 @@ class StreamPoller:
                 "Dedup memory full; forgot the oldest keys (duplicates possible, no loss).",
                 extra={"stream": self.stream, "evicted": evicted, "max_seen_ids": self.cfg.max_seen_ids},
             )
+        if best == self._committed and not evicted:
+            # The checkpoint already has this cursor and this prune horizon (every key forwarded since
+            # went to the checkpoint with its batch, and none is older than the horizon).
+            return
         await self.ctx.advance(self.stream, Commit(cursor=best, prune_before=prune))
-        self.cursor = best
+        self.cursor = self._committed = best
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Poll every ``poll_interval_secs`` until stopped; failures back off, never propagate."""
+        try:
+            await self._run()
+        finally:
+            await self._drop_waiter()
+
+    async def _run(self) -> None:
         failures = 0
         m = self.metrics
         health = self.ctx.health
         if health is not None:
             health.expect_stream(self.stream, self.cfg.poll_interval_secs)
+        if self.first_delay > 0 and await self._stopped_within(self.first_delay):
+            return
+        interval = self.cfg.poll_interval_secs
         while not self.ctx.stop.is_set():
             started = self.clock.monotonic()
-            delay = self.cfg.poll_interval_secs
+            delay = interval
             try:
                 await self.poll_once()
             except Stopping:
@@ -181,11 +223,24 @@ class StreamPoller:
                 m.last_poll_success.labels(self.stream).set(self.clock.now().timestamp())
                 if health is not None:
                     health.poll_succeeded(self.stream)
-            try:
-                async with asyncio.timeout(delay):
-                    await self.ctx.stop.wait()
-            except TimeoutError:
-                pass
+                # The next slot of the grid after now: a poll that overran skips the slots it missed.
+                elapsed = self.clock.monotonic() - started
+                delay = interval * max(1, math.ceil(elapsed / interval - 1e-9)) - elapsed
+            if await self._stopped_within(delay):
+                return
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait ``seconds`` (rounded up to the next ``POLL_TICK_SECS`` for long intervals) or until the
+        agent stops; whether it stopped."""
+        if self.cfg.poll_interval_secs >= COALESCE_MIN_INTERVAL_SECS:
+            now = asyncio.get_running_loop().time()
+            seconds = math.ceil((now + seconds) / POLL_TICK_SECS) * POLL_TICK_SECS - now
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self.ctx.stop.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _error_delay(self, failures: int, exc: BaseException) -> float:
         delay = backoff(

@@ -30,6 +30,7 @@ from agent.sources.graph.client import GraphClient
 from agent.sources.graph.endpoints import endpoints_for
 from agent.sources.graph.poller import StreamPoller
 from agent.sources.graph.reader import StreamSpec
+from agent.sources.graph.shared import GraphShared
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,20 @@ _StreamJob = Callable[[StreamPoller], Coroutine[Any, Any, None]]
 class GraphSecuritySource:
     """Polls one tenant's alerts_v2 (per serviceSource) and optionally its incidents."""
 
-    def __init__(self, config: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics) -> None:
+    def __init__(
+        self,
+        config: GraphSecuritySourceConfig,
+        clock: Clock,
+        metrics: AgentMetrics,
+        shared: GraphShared | None = None,
+    ) -> None:
         self.name = config.name
+        #: TLS contexts, HTTP sessions, budgets and credentials shared with the process's other
+        #: sources (``None``: this source's own, closed with it).
+        self.shared = shared
+        #: Where in its first poll interval the source polls first (``0 <= f < 1``): the agent spreads
+        #: its sources' first polls (``agent.shard.spread``); each stream then keeps that phase.
+        self.first_poll_fraction = 0.0
         self.config = config
         self.endpoints = endpoints_for(config)
         self.graph_root = self.endpoints.graph_root
@@ -91,7 +104,7 @@ class GraphSecuritySource:
         Polling and write-back share it, so both spend one budget and one token cache.
         """
         if self._client is None:
-            self._client = GraphClient.connect(self.config, self._clock, self._metrics)
+            self._client = GraphClient.connect(self.config, self._clock, self._metrics, self.shared)
         return self._client
 
     def _connect(self) -> GraphClient:
@@ -107,7 +120,15 @@ class GraphSecuritySource:
         try:
             async with asyncio.TaskGroup() as tg:
                 for spec in self.stream_specs():
-                    poller = StreamPoller(spec, self.config, client, ctx, self._clock, self._metrics)
+                    poller = StreamPoller(
+                        spec,
+                        self.config,
+                        client,
+                        ctx,
+                        self._clock,
+                        self._metrics,
+                        first_delay=self.first_poll_fraction * self.config.poll_interval_secs,
+                    )
                     tg.create_task(job(poller), name=f"poll:{spec.stream}")
         finally:
             await self.aclose()
