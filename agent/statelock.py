@@ -6,6 +6,9 @@ releases it when the process exits, even after a crash, so a stale lock file nev
 It guards what is private to a replica (its write-back queue, its dead-letter file); each source's
 checkpoint has a lock of its own (``agent.sourcelock``), which is what keeps two replicas from
 polling one source.
+
+``flock`` here, not the POSIX record locks of ``agent.sourcelock``: a second ``StateLock`` on the same
+file in the *same* process must fail too (POSIX locks belong to the process and would let it in).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.durable import sync_directory
 from agent.errors import StateError
 
 
@@ -69,15 +70,6 @@ class CheckpointFiles:
         if moved:
             sync_directory(self.directory)
         return moved
-
-
-def sync_directory(directory: Path) -> None:
-    """fsync ``directory`` so renames, creations and removals in it survive a power loss."""
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def remove(path: Path) -> None:

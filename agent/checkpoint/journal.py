@@ -21,10 +21,9 @@ from pathlib import Path
 
 import orjson
 
-from agent.checkpoint.files import sync_directory
 from agent.checkpoint.snapshot import HINT
 from agent.checkpoint.state import is_timestamp
-from agent.durable import write_all
+from agent.durable import sync_directory, write_all
 from agent.errors import StateError
 from agent.model import Commit
 

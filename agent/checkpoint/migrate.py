@@ -23,11 +23,12 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.checkpoint.files import CheckpointFiles, sync_directory
+from agent.checkpoint.files import CheckpointFiles
 from agent.checkpoint.snapshot import render_snapshot, write_snapshot
 from agent.checkpoint.sources import source_of, source_store
 from agent.checkpoint.state import StreamState
 from agent.checkpoint.store import CheckpointStore
+from agent.durable import sync_directory
 from agent.errors import StateError
 
 log = logging.getLogger(__name__)

@@ -14,18 +14,14 @@ document, never a torn one; the file has mode 0600.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
-from agent.checkpoint.files import sync_directory
 from agent.checkpoint.state import StreamState, is_timestamp
-from agent.durable import write_all
+from agent.durable import replace_atomically
 from agent.errors import StateError
 
 VERSION = 1
@@ -100,22 +96,7 @@ def write_snapshot(path: Path, data: bytes) -> None:
 
     Raises ``StateError``; the old file then stays intact.
     """
-    directory = path.parent
-    tmp_name: str | None = None
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            os.fchmod(fd, 0o600)
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-        tmp_name = None
-        sync_directory(directory)
+        replace_atomically(path, data)
     except OSError as exc:
         raise StateError(f"cannot write checkpoint {path}: {exc.strerror}") from None
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)

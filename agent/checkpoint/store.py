@@ -24,10 +24,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.checkpoint.files import CheckpointFiles, remove, sync_directory
+from agent.checkpoint.files import CheckpointFiles, remove
 from agent.checkpoint.journal import JournalWriter, encode_record, read_journal
 from agent.checkpoint.snapshot import read_snapshot, render_snapshot, write_snapshot
 from agent.checkpoint.state import StreamState, apply_commit
+from agent.durable import sync_directory
 from agent.errors import StateError
 from agent.model import Commit
 

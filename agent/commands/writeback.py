@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,17 +165,7 @@ async def update_once(
     """Send ``update`` to ``target`` through ``source``. Raises ``UpdateError`` (bad id or source)."""
     cfg = settings.sources[find_source(settings, source)]
     check_target(target, entity)
-    req = WriteRequest(
-        id=str(uuid.uuid4()),
-        source=source,
-        entity=entity,
-        target=target,
-        changes=dict(update.changes),
-        comment=update.comment,
-        by=CLI_ACTOR,
-        created=now_str(clock),
-        steps={s: "pending" for s, on in (("comment", update.comment), ("update", update.changes)) if on},
-    )
+    req = WriteRequest.new(source, entity, target, update, CLI_ACTOR, now_str(clock))
     versions = _BestEffortVersions(
         versions_path(settings.state_dir, settings.name), clock, settings.writeback.retention_secs
     )

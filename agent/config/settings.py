@@ -61,7 +61,23 @@ class MetricsConfig(BaseModel):
     per_tenant: bool = True
 
 
-class AgentSettings(BaseSettings):
+class _FileThenEnvironment(BaseSettings):
+    """The file's values arrive as init kwargs; the environment (``SIEM_AGENT_…``) overrides them.
+    No ``.env`` file and no secrets directory are read."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+class AgentSettings(_FileThenEnvironment):
     """Everything the agent needs to run."""
 
     model_config = SettingsConfigDict(
@@ -112,18 +128,6 @@ class AgentSettings(BaseSettings):
                 raise ValueError(f"{family}: duplicate name(s): {', '.join(dupes)}")
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's values arrive as init kwargs; the environment overrides them.
-        return (env_settings, init_settings)
-
 
 class SourceRef(BaseModel):
     """What placing a source on a shard needs (name, cloud, tenant, app), without its secrets."""
@@ -140,7 +144,7 @@ class SourceRef(BaseModel):
         return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
 
 
-class StateSettings(BaseSettings):
+class StateSettings(_FileThenEnvironment):
     """Just where the checkpoints live and which shard owns which source (``checkpoint show``/``reset``):
     no secret is resolved, so an admin shell without the service's credentials (``{ credential = … }``)
     can use them."""
@@ -153,17 +157,6 @@ class StateSettings(BaseSettings):
     state_dir: Path = Path("/var/lib/siem-agent")
     shard: ShardConfig = Field(default_factory=ShardConfig)
     sources: list[SourceRef] = Field(default_factory=list)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (env_settings, init_settings)
 
 
 def load_state_settings(path: Path) -> StateSettings:

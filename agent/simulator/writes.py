@@ -50,6 +50,9 @@ ROLES = (
 )
 ENTITIES = {"alerts_v2": "alert", "incidents": "incident"}
 _PERMISSION = {"alert": "SecurityAlert", "incident": "SecurityIncident"}
+#: Graph's enums as its reference documents them, written out here on purpose rather than imported
+#: from ``agent.writeback.updates``: the fake must reject what Graph would even when the agent's lists
+#: are wrong.
 _ENUMS: dict[str, frozenset[str]] = {
     "alert.status": frozenset({"unknown", "new", "inProgress", "resolved", "unknownFutureValue"}),
     "incident.status": frozenset(

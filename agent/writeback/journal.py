@@ -14,16 +14,14 @@ journal, never a mix.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from agent.durable import write_all
+from agent.durable import replace_atomically, write_all
 from agent.errors import StateError
 
 
@@ -104,29 +102,11 @@ class Journal:
     def compact(self, records: Iterable[dict[str, Any]]) -> None:
         """Atomically replace the journal by ``records``. Raises ``StateError``; the old file stays."""
         data = b"".join(orjson.dumps(r) + b"\n" for r in records)
-        directory = self.path.parent
-        tmp: str | None = None
+        self.close()  # the next append reopens the new file
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
-            try:
-                os.fchmod(fd, 0o600)
-                write_all(fd, data)
-            finally:
-                os.close(fd)
-            self.close()
-            os.replace(tmp, self.path)
-            tmp = None
-            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_atomically(self.path, data)
         except OSError as exc:
             raise StateError(f"cannot compact {self.path}: {exc.strerror}") from None
-        finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
         self.appended = 0
 
     def close(self) -> None:

@@ -61,6 +61,32 @@ class WriteRequest:
     attempts: int = 0
     last_error: str | None = None
 
+    @classmethod
+    def new(
+        cls,
+        source: str,
+        entity: Entity,
+        target: str,
+        update: Update,
+        by: str,
+        now: str,
+        key: str | None = None,
+    ) -> WriteRequest:
+        """A fresh request (a new id, every step pending) for ``update`` of ``target``."""
+        return cls(
+            id=str(uuid.uuid4()),
+            source=source,
+            entity=entity,
+            target=target,
+            changes=dict(update.changes),
+            comment=update.comment,
+            by=by,
+            created=now,
+            key=key,
+            steps=_initial_steps(update.changes, update.comment),
+            updated=now,
+        )
+
     @property
     def update(self) -> Update:
         return Update(dict(self.changes), self.comment)
@@ -206,19 +232,7 @@ class RequestQueue:
         if len(self.unfinished()) >= self.max_queued:
             raise QueueFull
         now = self._now()
-        req = WriteRequest(
-            id=str(uuid.uuid4()),
-            source=source,
-            entity=entity,
-            target=target,
-            changes=dict(update.changes),
-            comment=update.comment,
-            by=by,
-            created=now,
-            key=key,
-            steps=_initial_steps(update.changes, update.comment),
-            updated=now,
-        )
+        req = WriteRequest.new(source, entity, target, update, by, now, key)
         self.journal.append(
             {
                 "t": "req",

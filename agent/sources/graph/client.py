@@ -218,13 +218,7 @@ class GraphClient:
         session, fresh = self._sessions()
         token = await self.credential.token(stale=stale_token)
         client_request_id = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "Prefer": "include-unknown-enum-members",
-            "client-request-id": client_request_id,
-        }
+        headers = _headers(token, client_request_id)
         slot = self.budget.slot(kind)  # held until the answer is in: the window is exact at Graph
         try:
             async with asyncio.timeout(wait_limit):
@@ -281,13 +275,7 @@ class GraphClient:
     ) -> dict[str, Any]:
         session, fresh = self._sessions()
         client_request_id = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "Prefer": "include-unknown-enum-members",
-            "client-request-id": client_request_id,
-        }
+        headers = _headers(token, client_request_id)
         async with self._gate, self.budget.slot(POLL) as waited:
             if waited:
                 self._m.retry_after_seconds.labels(self._tenant).inc(waited)
@@ -406,3 +394,15 @@ def _error_code(body: bytes) -> str:
         return str(code)[:100]
     except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
         return "no error code"
+
+
+def _headers(token: str, client_request_id: str) -> dict[str, str]:
+    """Every Graph request's headers: the bearer token, JSON, compression, unknown enum members as
+    themselves (``Prefer``), and the id Microsoft support asks for."""
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,
+        "Prefer": "include-unknown-enum-members",
+        "client-request-id": client_request_id,
+    }
