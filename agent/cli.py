@@ -35,7 +35,7 @@ from agent.logs import LogControl, configure
 from agent.shard import owners, shard_lines
 from agent.sinks.audit import insecure_settings
 from agent.sinks.config import ElasticsearchSinkConfig
-from agent.sources.graph.writes import Entity
+from agent.sources import Entity
 from agent.writeback.updates import UpdateError, parse_update
 
 log = logging.getLogger("agent.cli")

@@ -26,8 +26,7 @@ from agent.errors import AgentError
 from agent.metrics import AgentMetrics
 from agent.sinks import SinkContext, build_sink
 from agent.sinks.config import SinkConfig
-from agent.sources import SourceConfig, build_source
-from agent.sources.graph.writes import WRITE_PERMISSIONS
+from agent.sources import WRITE_PERMISSIONS, SourceConfig, build_source
 
 #: Seconds one sink's health check may take.
 SINK_TIMEOUT_SECS = 15.0

@@ -24,9 +24,7 @@ from agent.clock import Clock, now_str
 from agent.config import AgentSettings
 from agent.errors import StateError
 from agent.metrics import AgentMetrics
-from agent.sources.graph.client import GraphClient
-from agent.sources.graph.endpoints import endpoints_for
-from agent.sources.graph.writes import Entity, GraphError, GraphWrites
+from agent.sources import Entity, GraphError, open_writes
 from agent.writeback.executor import Executor, GaveUp, MemoryLog, RetryPolicy
 from agent.writeback.queue import WriteRequest
 from agent.writeback.updates import (
@@ -169,15 +167,13 @@ async def update_once(
     versions = _BestEffortVersions(
         versions_path(settings.state_dir, settings.name), clock, settings.writeback.retention_secs
     )
-    client = GraphClient.connect(cfg, clock, AgentMetrics(CollectorRegistry()))
-    executor = Executor(GraphWrites(client, endpoints_for(cfg).graph_root), MemoryLog(), clock, versions)
     policy = RetryPolicy(
         cfg.backoff_base_secs, cfg.backoff_max_secs, max_attempts=cfg.max_attempts, retry_auth=False
     )
-    try:
-        refused = await executor.deliver(req, policy)
-    except GaveUp as exc:
-        return Outcome(req, gave_up=str(exc), unrecorded=versions.unrecorded)
-    finally:
-        await client.aclose()
+    async with open_writes(cfg, clock, AgentMetrics(CollectorRegistry())) as writes:
+        executor = Executor(writes, MemoryLog(), clock, versions)
+        try:
+            refused = await executor.deliver(req, policy)
+        except GaveUp as exc:
+            return Outcome(req, gave_up=str(exc), unrecorded=versions.unrecorded)
     return Outcome(req, refused=refused, unrecorded=versions.unrecorded)

@@ -11,6 +11,7 @@ from agent.sources.base import Source, SourceContext, SourceFactory, Stopping
 from agent.sources.config import SourceConfig
 from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
+from agent.sources.graph.writes import WRITE_PERMISSIONS, Entity, GraphError, GraphWrites, open_writes
 
 SOURCES: dict[str, SourceFactory] = {
     "graph_security": GraphSecuritySource,
@@ -24,4 +25,17 @@ def build_source(
     return SOURCES[config.type](config, clock, metrics, shared)
 
 
-__all__ = ["SOURCES", "GraphShared", "Source", "SourceConfig", "SourceContext", "Stopping", "build_source"]
+__all__ = [
+    "SOURCES",
+    "WRITE_PERMISSIONS",
+    "Entity",
+    "GraphError",
+    "GraphShared",
+    "GraphWrites",
+    "Source",
+    "SourceConfig",
+    "SourceContext",
+    "Stopping",
+    "build_source",
+    "open_writes",
+]

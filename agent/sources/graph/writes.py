@@ -20,15 +20,21 @@ rate budget, on the writes' share). What an answer means for the caller:
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
 
+from agent.clock import Clock
 from agent.errors import SourceError, TransientSourceError
+from agent.metrics import AgentMetrics
+from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.client import BudgetTimeout, GraphClient, GraphReply
+from agent.sources.graph.endpoints import endpoints_for
 
 Entity = Literal["alert", "incident"]
 COLLECTIONS: dict[Entity, str] = {"alert": "alerts_v2", "incident": "incidents"}
@@ -170,3 +176,16 @@ def _error(reply: GraphReply) -> GraphError:
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         pass
     return GraphError(reply.status, code, message, request_id)
+
+
+@contextlib.asynccontextmanager
+async def open_writes(
+    cfg: GraphSecuritySourceConfig, clock: Clock, metrics: AgentMetrics
+) -> AsyncIterator[GraphWrites]:
+    """The write calls of ``cfg``'s tenant on a client of their own (closed on exit): for a one-off
+    command; the running agent's writes share its sources' clients instead."""
+    client = GraphClient.connect(cfg, clock, metrics)
+    try:
+        yield GraphWrites(client, endpoints_for(cfg).graph_root)
+    finally:
+        await client.aclose()
