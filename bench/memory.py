@@ -31,16 +31,6 @@ CONFIGS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-def _vm(pid: int, key: str) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def measure(
     work: Path, graph: dict[str, Any], source: dict[str, Any], sink: dict[str, Any], seconds: float, tag: str
 ) -> dict[str, float]:
@@ -56,14 +46,14 @@ def measure(
     try:
         while time.monotonic() - started < seconds and agent.poll() is None:
             time.sleep(0.25)
-            now_peak = _vm(agent.pid, "VmHWM:")
+            now_peak = procs.vm_mib(agent.pid, "VmHWM:")
             if now_peak > peak + 0.5:
                 peak, changed = now_peak, time.monotonic()
             elif time.monotonic() - changed >= STEADY_SECS and peak > 0:
                 break
         result = {
-            "peak": _vm(agent.pid, "VmHWM:"),
-            "rss": _vm(agent.pid, "VmRSS:"),
+            "peak": procs.vm_mib(agent.pid, "VmHWM:"),
+            "rss": procs.vm_mib(agent.pid, "VmRSS:"),
             "settled": changed - started,
         }
     finally:

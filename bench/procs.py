@@ -190,16 +190,22 @@ def start_agent(
         )
 
 
-def peak_rss_mib(pid: int) -> float:
-    """``VmHWM`` (peak resident set) of ``pid`` in MiB; 0 if it is gone."""
+def vm_mib(pid: int, key: str = "VmRSS:") -> float:
+    """A ``/proc/<pid>/status`` memory line (``VmRSS:`` resident now, ``VmHWM:`` peak) in MiB; 0 if
+    the process is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return 0.0
     for line in status.splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    """``VmHWM`` (peak resident set) of ``pid`` in MiB; 0 if it is gone."""
+    return vm_mib(pid, "VmHWM:")
 
 
 def cpu_seconds(pid: int) -> float:

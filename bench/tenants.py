@@ -63,16 +63,6 @@ def metric_series(port: int) -> int:
     return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
 
 
-def rss_mib(pid: int, key: str = "VmRSS:") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def config(
     graph: dict[str, Any], sink_port: int, http_port: int, state: Path, n: int, interval: float, **top: Any
 ) -> dict[str, Any]:
@@ -140,13 +130,13 @@ def measure(work: Path, n: int, interval: float, idle: float, **top: Any) -> dic
                 raise RuntimeError("agent did not start within 120 s")
             start_secs = time.monotonic() - began
             start_cpu = procs.cpu_seconds(agent.pid)
-            rss_start = rss_mib(agent.pid)
+            rss_start = procs.vm_mib(agent.pid)
             steady_from = began + start_secs + interval + 5
             time.sleep(max(0.0, steady_from - time.monotonic()))
             cpu0, t0 = procs.cpu_seconds(agent.pid), time.monotonic()
             time.sleep(idle)
             cpu1, t1 = procs.cpu_seconds(agent.pid), time.monotonic()
-            rss_end, hwm = rss_mib(agent.pid), rss_mib(agent.pid, "VmHWM:")
+            rss_end, hwm = procs.vm_mib(agent.pid), procs.vm_mib(agent.pid, "VmHWM:")
             series = metric_series(http_port)
         finally:
             procs.stop(agent, 20)
