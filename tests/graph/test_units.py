@@ -73,7 +73,7 @@ class TestRateBudget:
         arrivals: list[float] = []
 
         async def stream() -> None:
-            while True:
+            for _ in range(10_000):  # far more than the budget grants in 300 s; cancelled below
                 async with budget.slot():
                     took = 40.0 if clock.monotonic() < start + 60 else 0.01
                     arrivals.append(clock.monotonic() + took)
@@ -134,7 +134,7 @@ class TestRateBudget:
         async def one() -> None:
             async with budget.slot():
                 grants.append(clock.monotonic())
-                await clock.sleep(10.0)
+                await clock.sleep(10.0)  # virtual time: the request's answer takes 10 s
 
         tasks = [asyncio.create_task(one()) for _ in range(3)]
         await clock.run_until(clock.t + 200)
@@ -150,10 +150,10 @@ class TestRateBudget:
         arrivals: dict[str, list[float]] = {"poll": [], "write": []}
 
         async def greedy(kind: Kind) -> None:
-            while True:
+            for _ in range(1_000):  # more than 480 virtual seconds hold at 2 s each; cancelled below
                 async with budget.slot(kind):
                     arrivals[kind].append(clock.monotonic() + 2.0)  # arrives just before its answer
-                    await clock.sleep(2.0)
+                    await clock.sleep(2.0)  # virtual time: the answer takes 2 s
 
         start = clock.t
         tasks = [asyncio.create_task(greedy(k)) for k in ("poll", "poll", "poll", "write", "write")]
