@@ -32,6 +32,13 @@ def config(tmp_path: Path, sim: SimEnv, sinks: list[dict[str, Any]], **source: A
     return write_toml(tmp_path / "agent.toml", data)
 
 
+async def check_connectivity(cfg: Path, secret: str) -> tuple[int, str, str]:
+    """``siem-agent validate --check-connectivity`` with the source's secret in ``SECRET_ENV``."""
+    return await cli(
+        "validate", "--check-connectivity", "--config", str(cfg), environ=env(**{SECRET_ENV: secret})
+    )
+
+
 def file_sink(path: Path, name: str = "file") -> dict[str, Any]:
     return {"type": "file", "name": name, "path": str(path), "codec": {"type": "json"}}
 
@@ -49,17 +56,9 @@ class TestCheckConnectivity:
         try:
             tcp = {"type": "tcp", "name": "syslog", "host": "127.0.0.1", "port": port}
             cfg = config(tmp_path, graph_sim, [file_sink(tmp_path / "out.jsonl"), tcp])
-            code, out, err = await cli(
-                "validate", "--check-connectivity", "--config", str(cfg), environ=env(**{SECRET_ENV: "x"})
-            )
+            code, out, err = await check_connectivity(cfg, "x")
             assert code == 1, "a wrong secret must fail the check"
-            code, out, err = await cli(
-                "validate",
-                "--check-connectivity",
-                "--config",
-                str(cfg),
-                environ=env(**{SECRET_ENV: graph_sim.sim.client_secret}),
-            )
+            code, out, err = await check_connectivity(cfg, graph_sim.sim.client_secret)
         finally:
             await rcv.stop()
         assert code == 0, out + err
@@ -78,9 +77,7 @@ class TestCheckConnectivity:
         await rcv.stop()  # nothing listens on this port any more
         tcp = {"type": "tcp", "name": "syslog", "host": "127.0.0.1", "port": port}
         cfg = config(tmp_path, graph_sim, [file_sink(tmp_path / "out.jsonl"), tcp])
-        code, out, err = await cli(
-            "validate", "--check-connectivity", "--config", str(cfg), environ=env(**{SECRET_ENV: wrong})
-        )
+        code, out, err = await check_connectivity(cfg, wrong)
         assert code == 1
         assert (
             "source sim: FAILED (token request for tenant" in out and "invalid_client (AADSTS7000215)" in out
@@ -103,13 +100,7 @@ class TestCheckConnectivity:
                 {"type": "elasticsearch", "name": "es", "url": f"http://127.0.0.1:{closed}", "index": "a"},
             ]
             cfg = config(tmp_path, graph_sim, sinks)
-            code, out, err = await cli(
-                "validate",
-                "--check-connectivity",
-                "--config",
-                str(cfg),
-                environ=env(**{SECRET_ENV: graph_sim.sim.client_secret}),
-            )
+            code, out, err = await check_connectivity(cfg, graph_sim.sim.client_secret)
         finally:
             await hec.stop()
         assert code == 1, out + err
