@@ -122,23 +122,24 @@ class TestBackpressure:
         def depth() -> float:
             return registry.get_sample_value("siem_agent_queue_events", {"sink": "stalled"}) or 0.0
 
+        def blocked() -> float | None:
+            # The series appears when a put starts waiting for room (the source is then paused).
+            return registry.get_sample_value("siem_agent_queue_blocked_seconds_total", {"sink": "stalled"})
+
         try:
-            await until(lambda: depth() >= 50, what="queue full")
-            # The page being read as the queue filled may still arrive (it then waits for room); after
-            # that nothing. The poll interval is 0.05 s: unthrottled, a quarter second would show
-            # several more pages.
-            await asyncio.sleep(0.25)
+            await until(lambda: depth() >= 50 and blocked() is not None, what="queue full, source blocked")
+            # The source reads one page at a time: the page that did not fit waits for room, and no
+            # request is in flight. Observe a quarter second (the poll interval is 0.05 s: unthrottled,
+            # it would show several more pages).
             pages = len(graph_sim.sim.requests)
             await asyncio.sleep(0.25)
             assert len(graph_sim.sim.requests) == pages, "polling continued while the queue was full"
             assert depth() <= 50 + 10
-            blocked = registry.get_sample_value("siem_agent_queue_blocked_seconds_total", {"sink": "stalled"})
             assert agent.store.streams == {}
         finally:
             agent.request_stop()
         code = await asyncio.wait_for(task, 15)
         assert code == 0
-        assert blocked is not None
         assert read_checkpoint(tmp_path / "state", "test") == {}
         assert len(stalled.delivered) == 0
 
