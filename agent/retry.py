@@ -6,7 +6,9 @@ retry together). A caller that must never retry almost at once (a rejected crede
 poll) raises the floor with ``min_fraction`` (½: "equal jitter").
 
 ``parse_retry_after`` reads a ``Retry-After`` header as sent by Graph and by HTTP receivers:
-delta-seconds (fractions accepted) or an HTTP-date, measured against the injected clock.
+delta-seconds (fractions accepted) or an HTTP-date, measured against the injected clock, and never
+more than ``MAX_RETRY_AFTER_SECS``: the header comes from the peer (or anything in between), and one
+absurd value must not park a tenant's Graph budget or a sink for days.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import random
 from email.utils import parsedate_to_datetime
 
 from agent.clock import Clock
+
+#: The longest wait a ``Retry-After`` can ask for (one hour).
+MAX_RETRY_AFTER_SECS = 3600.0
 
 #: Exponent cap: ``2 ** 30`` times any sane initial delay is far above any maximum.
 _MAX_DOUBLINGS = 30
@@ -33,7 +38,8 @@ def backoff(
 
 
 def parse_retry_after(value: str | None, clock: Clock) -> float | None:
-    """Seconds a ``Retry-After`` value asks for (never negative); ``None`` when absent or unusable.
+    """Seconds a ``Retry-After`` value asks for, in ``[0, MAX_RETRY_AFTER_SECS]``; ``None`` when
+    absent or unusable.
 
     Accepts delta-seconds (``"120"``, ``"1.5"``) and an HTTP-date with a zone, which is compared with
     ``clock.now()``. Non-finite numbers and dates without a zone are unusable.
@@ -45,11 +51,11 @@ def parse_retry_after(value: str | None, clock: Clock) -> float | None:
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+        return min(max(0.0, seconds), MAX_RETRY_AFTER_SECS) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - clock.now()).total_seconds())
+    return min(max(0.0, (when - clock.now()).total_seconds()), MAX_RETRY_AFTER_SECS)

@@ -279,3 +279,15 @@ class TestConfig:
         ]
         plain = GraphSecuritySourceConfig(**table(client_secret="s"))  # type: ignore[arg-type]
         assert GraphSecuritySource(plain, VirtualClock(), metrics).stream_ids() == ["t/alerts_v2/all"]
+
+
+def test_a_graph_reply_never_shows_its_token_or_body() -> None:
+    """``GraphReply`` carries the bearer token (for a retry after 401): a repr in a log or a
+    traceback must not print it, nor the answer's body."""
+    from agent.sources.graph.client import GraphReply
+
+    token = "eyJ0eXAi.secret-bearer-token.sig"
+    text = repr(GraphReply(429, b'{"error": "body"}', "req-1", "creq-1", 3.0, token))
+    leaked = token in text or "body" in text
+    assert not leaked, "the token or body is in GraphReply's repr"
+    assert "429" in text and "req-1" in text

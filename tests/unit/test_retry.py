@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.retry import backoff, parse_retry_after
+from agent.retry import MAX_RETRY_AFTER_SECS, backoff, parse_retry_after
 
 
 class FixedClock:
@@ -57,6 +57,14 @@ class TestParseRetryAfter:
         when = (clock.at + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
         assert parse_retry_after(when, clock) == 90.0
         assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", clock) == 0.0
+
+    def test_an_absurd_wait_is_capped_at_an_hour(self) -> None:
+        """Seconds or a date years ahead: one hour at most, for Graph's budget and every sink alike."""
+        clock = FixedClock()
+        far = (clock.at + timedelta(days=900)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+        assert parse_retry_after("999999999", clock) == MAX_RETRY_AFTER_SECS == 3600.0
+        assert parse_retry_after(far, clock) == MAX_RETRY_AFTER_SECS
+        assert parse_retry_after("3599", clock) == 3599.0
 
     @pytest.mark.parametrize("value", [None, "", "soon", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 -0000"])
     def test_unusable_is_none(self, value: str | None) -> None:

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -358,13 +358,13 @@ class GraphReply:
     """One answer from Graph, whatever its status (``GraphClient.send``)."""
 
     status: int
-    body: bytes
+    body: bytes = field(repr=False)
     request_id: str
     client_request_id: str
     #: Seconds a ``Retry-After`` header asked for (``None`` when absent or unusable).
     retry_after: float | None
-    #: The bearer token sent (pass it back as ``stale_token`` after a 401).
-    token: str
+    #: The bearer token sent (pass it back as ``stale_token`` after a 401); never in the repr.
+    token: str = field(repr=False)
 
 
 class _Unauthorized(Exception):
