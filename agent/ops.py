@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from agent.health import Health
 
@@ -91,6 +91,7 @@ class _Guard(asyncio.Protocol):
 
     def _header_deadline(self) -> None:
         if not self.requested:
+            self._pool.refused("header_timeout")
             self.close()
 
     def close(self) -> None:
@@ -102,24 +103,26 @@ class _Guard(asyncio.Protocol):
 class _Pool:
     """The connections open on the ops port, oldest first."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, refused: Counter) -> None:
         self.limit = limit
         self._waiting: OrderedDict[int, _Guard] = OrderedDict()  # no complete request yet
         self._serving: dict[int, _Guard] = {}
-        #: Connections closed to make room or refused because every slot was serving.
-        self.evicted = 0
+        self._refused = refused
+
+    def refused(self, reason: str) -> None:
+        """Count a connection closed by the guard (``connection_cap``, ``header_timeout``)."""
+        self._refused.labels(reason).inc()
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._serving)
 
     def admit(self, conn: _Guard) -> None:
         if len(self) >= self.limit:
-            if self._waiting:
+            self.refused("connection_cap")
+            if self._waiting:  # make room: the oldest connection without a complete request goes
                 _, oldest = self._waiting.popitem(last=False)
-                self.evicted += 1
                 oldest.close()
             else:
-                self.evicted += 1
                 conn.close()
                 return
         self._waiting[id(conn)] = conn
@@ -150,7 +153,14 @@ class OpsServer:
         self._health = health
         self.host = host
         self.port = port
-        self.pool = _Pool(max_connections)
+        refused = Counter(
+            "siem_agent_ops_connections_refused_total",
+            "Ops port connections closed by its guard, by reason (connection_cap: evicted or refused "
+            "at the cap; header_timeout: no complete request head in time).",
+            ["reason"],
+            registry=registry,
+        )
+        self.pool = _Pool(max_connections, refused)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
 

@@ -74,13 +74,17 @@ class TestConnectionLimits:
         import asyncio
 
         health = Health(FakeTime())
-        server = OpsServer(CollectorRegistry(), health, "127.0.0.1", 0, max_connections=4)
+        registry = CollectorRegistry()
+        server = OpsServer(registry, health, "127.0.0.1", 0, max_connections=4)
         port = await server.start()
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
         try:
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
-            assert len(server.pool) <= 4 and server.pool.evicted >= 6
+            evicted = registry.get_sample_value(
+                "siem_agent_ops_connections_refused_total", {"reason": "connection_cap"}
+            )
+            assert len(server.pool) <= 4 and evicted is not None and evicted >= 6
             closed = 0
             for reader, _ in idle[:6]:  # the oldest were evicted first
                 try:
