@@ -220,65 +220,69 @@ class Agent:
         else:
             split_legacy(self.settings.state_dir, self.settings.name, lambda: now_str(self.clock))
         self._build()
-        ready: dict[str, SourceContext] = {}
-        for src in self.sources:  # the common case at once: lock free, checkpoint read before anything runs
-            if self.ownership.take(src.name):
-                ready[src.name] = self._source_state(src, single)
-        if self.settings.http.enabled:
-            self.ops = OpsServer(
-                self.registry,
-                self.health,
-                self.settings.http.address,
-                self.settings.http.port,
-                on_scrape=self.metrics.refresh,
-            )
-            try:
-                port = await self.ops.start()
-            except OSError as exc:
-                where = f"{self.settings.http.address}:{self.settings.http.port}"
-                raise ConfigError([f"http: cannot listen on {where}: {exc.strerror}"]) from None
+        watchdog: asyncio.Task[None] | None = None
+        try:  # from here on, whatever fails (the ops port, the write-back API) closes everything built
+            ready: dict[str, SourceContext] = {}
+            for (
+                src
+            ) in self.sources:  # the common case at once: lock free, checkpoint read before anything runs
+                if self.ownership.take(src.name):
+                    ready[src.name] = self._source_state(src, single)
+            if self.settings.http.enabled:
+                self.ops = OpsServer(
+                    self.registry,
+                    self.health,
+                    self.settings.http.address,
+                    self.settings.http.port,
+                    on_scrape=self.metrics.refresh,
+                )
+                try:
+                    port = await self.ops.start()
+                except OSError as exc:
+                    where = f"{self.settings.http.address}:{self.settings.http.port}"
+                    raise ConfigError([f"http: cannot listen on {where}: {exc.strerror}"]) from None
+                log.info(
+                    "Serving /metrics, /healthz, /readyz.",
+                    extra={"address": self.settings.http.address, "port": port},
+                )
+            if self.window is None:
+                self.loop_control.versions.compact()
+                if self.settings.writeback.enabled:
+                    await self._start_writeback()
+            source_tasks = [
+                self._start(
+                    self._run_source(src, ready[src.name])
+                    if src.name in ready
+                    else self._when_owned(src, single),
+                    f"source:{src.name}",
+                )
+                for src in self.sources
+            ]
+            runner_tasks = [self._start(lane.runner.run(), f"sink:{lane.sink.name}") for lane in self.lanes]
+            writer = self._start(self.commits.run(), "checkpoint")
             log.info(
-                "Serving /metrics, /healthz, /readyz.",
-                extra={"address": self.settings.http.address, "port": port},
+                "Agent started.",
+                extra={
+                    "sources": len(self.sources),
+                    "sinks": len(self.lanes),
+                    "shard": f"{self.shard_index}/{self.settings.shard.count}",
+                    "waiting_for_lock": len(self.sources) - len(ready),
+                    "shared": self.shared.counts,
+                },
             )
-        if self.window is None:
-            self.loop_control.versions.compact()
-            if self.settings.writeback.enabled:
-                await self._start_writeback()
-        source_tasks = [
-            self._start(
-                self._run_source(src, ready[src.name])
-                if src.name in ready
-                else self._when_owned(src, single),
-                f"source:{src.name}",
-            )
-            for src in self.sources
-        ]
-        runner_tasks = [self._start(lane.runner.run(), f"sink:{lane.sink.name}") for lane in self.lanes]
-        writer = self._start(self.commits.run(), "checkpoint")
-        log.info(
-            "Agent started.",
-            extra={
-                "sources": len(self.sources),
-                "sinks": len(self.lanes),
-                "shard": f"{self.shard_index}/{self.settings.shard.count}",
-                "waiting_for_lock": len(self.sources) - len(ready),
-                "shared": self.shared.counts,
-            },
-        )
-        self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
-        if self.on_ready is not None:
-            self.on_ready(self)
-        watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
-        try:
+            self.notifier.ready(f"{len(self.sources)} source(s), {len(self.lanes)} sink(s)")
+            if self.on_ready is not None:
+                self.on_ready(self)
+            watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
             if self.window is not None:
                 await self._until_drained(source_tasks, runner_tasks)
             await self.stop.wait()
             self.notifier.stopping()
             return await self._shutdown(source_tasks, runner_tasks, writer)
         finally:
-            watchdog.cancel()
-            await asyncio.gather(watchdog, return_exceptions=True)
+            if watchdog is not None:
+                watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
             if self.writeback is not None:
                 await self.writeback.stop()
             for lane in self.lanes:
@@ -317,13 +321,7 @@ class Agent:
             adopt=self._adopt,
         )
         self.writeback.loop_metrics(self.loop_control)
-        try:
-            self.writeback_port = await self.writeback.start(self._start, self.stop)
-        except AgentError:
-            await self.writeback.stop()
-            if self.ops is not None:
-                await self.ops.stop()
-            raise
+        self.writeback_port = await self.writeback.start(self._start, self.stop)  # _run closes it on failure
         cfg = self.settings.writeback
         log.info(
             "Serving the write-back API.",

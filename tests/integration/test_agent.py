@@ -144,6 +144,35 @@ class TestBackpressure:
         assert len(stalled.delivered) == 0
 
 
+class TestFailedStart:
+    async def test_a_busy_ops_port_closes_what_was_built(self, graph_sim: SimEnv, tmp_path: Path) -> None:
+        """The ops port cannot be bound: a clear ConfigError, and the sinks and sources built before it
+        are closed (not left open behind the error), the source locks released."""
+        import socket
+
+        from agent.errors import ConfigError
+
+        busy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        sink = RecordingSink("rec")
+        data = agent_config(
+            tmp_path / "state",
+            [graph_sim.source()],
+            [{"type": "stdout", "name": "rec"}],
+            http={"enabled": True, "address": "127.0.0.1", "port": port},
+        )
+        agent = Agent(load_settings(data=data), registry=CollectorRegistry(), sink_overrides={"rec": sink})
+        try:
+            with pytest.raises(ConfigError, match=f"http: cannot listen on 127.0.0.1:{port}"):
+                await asyncio.wait_for(agent.run(), 30)
+        finally:
+            busy.close()
+        assert sink.closed, "the sink built before the failure was not closed"
+        assert graph_sim.sim.graph_requests() == [], "nothing was polled"
+
+
 class TestShutdown:
     async def test_deadline_names_the_components_still_running(
         self, graph_sim: SimEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture
