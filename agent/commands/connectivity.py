@@ -94,6 +94,8 @@ async def check_sink(cfg: SinkConfig, clock: Clock, metrics: AgentMetrics) -> Ch
         return Check(what, False, str(exc))
     except TimeoutError:
         return Check(what, False, f"did not answer within {SINK_TIMEOUT_SECS:.0f}s")
+    except Exception as exc:  # a sink bug: one FAILED line naming its type, not a traceback
+        return Check(what, False, f"unexpected {type(exc).__name__}")
     finally:
         try:
             async with asyncio.timeout(SINK_TIMEOUT_SECS):

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.codecs import Serializer
@@ -86,6 +87,8 @@ class SinkRunner:
         self._on_health = on_health
         self._durable = durable
         self._idle_secs = idle_check_secs
+        #: An unexpected exception from ``healthcheck`` was logged (once, until a check passes again).
+        self._idle_check_broken = False
 
     async def run(self) -> None:
         """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
@@ -264,4 +267,20 @@ class SinkRunner:
         except TimeoutError:
             self._set_health(False, f"health check: no answer within {IDLE_CHECK_TIMEOUT_SECS:.0f}s")
             return
+        except Exception as exc:  # a sink bug must not end the lane: report it as not healthy
+            # Only the type: an arbitrary exception's text is not known to be free of secrets.
+            self._set_health(False, f"health check: unexpected {type(exc).__name__}")
+            if not self._idle_check_broken:
+                self._idle_check_broken = True
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                log.error(
+                    "Sink health check raised an unexpected error; the sink is reported down.",
+                    extra={
+                        "sink": self.sink.name,
+                        "error_type": type(exc).__name__,
+                        "raised_at": f"{frame.filename}:{frame.lineno}",
+                    },
+                )
+            return
+        self._idle_check_broken = False
         self._set_health(True)
