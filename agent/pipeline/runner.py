@@ -32,7 +32,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.codecs import Serializer
-from agent.errors import EncodeError, PermanentSinkError, SinkError, TransientSinkError
+from agent.errors import EncodeError, PermanentSinkError, SinkError, StateError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Event
 from agent.nesting import MAX_DEPTH, cut_depth
@@ -105,7 +105,15 @@ class SinkRunner:
             for b in batches:
                 self._acks.ack(b)
             if self._durable is not None:
-                await self._durable()
+                try:
+                    await self._durable()
+                except StateError:
+                    # The checkpoint writer failed (it reports that, once) and the agent is stopping:
+                    # sending more would only add what a restart re-sends.
+                    log.info(
+                        "Sink lane stopped: the checkpoint cannot be written.", extra={"sink": self.sink.name}
+                    )
+                    return
 
     async def _start(self) -> None:
         attempt = 0
