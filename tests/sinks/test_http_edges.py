@@ -206,7 +206,8 @@ class TestWrongEndpoint:
             await origin.stop()
         ready, lines = health.report()
         assert not ready
-        assert f"HTTP {status} at {origin.url}/wrong/path: wrong endpoint, check the URL" in lines[0], lines
+        assert f"{origin.url}/wrong/path: HTTP {status}: wrong endpoint, check the URL" in lines[0], lines
+        assert lines[0].count(origin.url) == 1, lines  # the URL once, not repeated after the status
         assert "q-secret" not in lines[0]
         assert harness.commits == [] and not (tmp_path / "dead.jsonl").exists()
 

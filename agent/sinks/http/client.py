@@ -78,11 +78,8 @@ def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
         raise EndpointError(
             f"{what}: HTTP {status} redirect{to}; redirects are not followed: configure the final URL"
         )
-    if status in (404, 405):
-        where = f" at {resp.url}" if resp.url else ""
-        raise EndpointError(
-            f"{what}: HTTP {status}{where}: wrong endpoint, check the URL; batch held{suffix}"
-        )
+    if status in (404, 405):  # ``what`` names the URL (safe form) already
+        raise EndpointError(f"{what}: HTTP {status}: wrong endpoint, check the URL; batch held{suffix}")
     if status == 413:
         raise PayloadTooLarge(what)
     if status in (401, 403):
