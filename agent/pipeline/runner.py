@@ -40,7 +40,7 @@ from agent.pipeline.acks import AckTracker
 from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
-from agent.pipeline.sink import Sink
+from agent.pipeline.sink import HEALTHCHECK_TIMEOUT_SECS, Sink
 from agent.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: A sink with nothing to send for this long gets one ``healthcheck`` (then again after as long).
 IDLE_CHECK_SECS = 60.0
-IDLE_CHECK_TIMEOUT_SECS = 15.0
 
 
 class SinkRunner:
@@ -266,14 +265,14 @@ class SinkRunner:
         """Nothing to send for ``IDLE_CHECK_SECS``: ask the receiver (``healthcheck``), so readiness
         reflects a receiver that went away meanwhile; at most one check per idle period."""
         try:
-            async with asyncio.timeout(IDLE_CHECK_TIMEOUT_SECS):
+            async with asyncio.timeout(HEALTHCHECK_TIMEOUT_SECS):
                 await self.sink.healthcheck()
         except SinkError as exc:
             self._set_health(False, f"health check: {exc}")
             log.warning("Sink health check failed.", extra={"sink": self.sink.name, "error": str(exc)})
             return
         except TimeoutError:
-            self._set_health(False, f"health check: no answer within {IDLE_CHECK_TIMEOUT_SECS:.0f}s")
+            self._set_health(False, f"health check: no answer within {HEALTHCHECK_TIMEOUT_SECS:.0f}s")
             return
         except Exception as exc:  # a sink bug must not end the lane: report it as not healthy
             # Only the type: an arbitrary exception's text is not known to be free of secrets.
