@@ -24,12 +24,9 @@ from agent.clock import Clock
 from agent.config import AgentSettings
 from agent.errors import AgentError
 from agent.metrics import AgentMetrics
-from agent.sinks import SinkContext, build_sink
+from agent.sinks import HEALTHCHECK_TIMEOUT_SECS, SinkContext, build_sink
 from agent.sinks.config import SinkConfig
 from agent.sources import WRITE_PERMISSIONS, SourceConfig, build_source
-
-#: Seconds one sink's health check may take.
-SINK_TIMEOUT_SECS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +85,17 @@ async def check_sink(cfg: SinkConfig, clock: Clock, metrics: AgentMetrics) -> Ch
     except (AgentError, OSError, ValueError) as exc:
         return Check(what, False, str(exc))
     try:
-        async with asyncio.timeout(SINK_TIMEOUT_SECS):
+        async with asyncio.timeout(HEALTHCHECK_TIMEOUT_SECS):
             checked = await sink.healthcheck()
     except AgentError as exc:
         return Check(what, False, str(exc))
     except TimeoutError:
-        return Check(what, False, f"did not answer within {SINK_TIMEOUT_SECS:.0f}s")
+        return Check(what, False, f"did not answer within {HEALTHCHECK_TIMEOUT_SECS:.0f}s")
+    except Exception as exc:  # a sink bug: one FAILED line naming its type, not a traceback
+        return Check(what, False, f"unexpected {type(exc).__name__}")
     finally:
         try:
-            async with asyncio.timeout(SINK_TIMEOUT_SECS):
+            async with asyncio.timeout(HEALTHCHECK_TIMEOUT_SECS):
                 await sink.aclose()
         except (AgentError, OSError, TimeoutError):
             pass

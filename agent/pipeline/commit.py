@@ -64,6 +64,8 @@ class CommitPath:
         self._applied = 0
         self._written = 0
         self._wrote = asyncio.Event()
+        #: The writer's failure, if it stopped on one: ``durable`` raises it instead of waiting.
+        self._failed: StateError | None = None
         metrics.add_refresher(self.refresh_lag)
 
     def commit(self, stream: str, commit: Commit) -> None:
@@ -76,16 +78,22 @@ class CommitPath:
     async def durable(self) -> None:
         """Return once every commit applied before this call is written (at once with an interval).
 
-        Cancellation only stops the wait; the write goes on.
+        Cancellation only stops the wait; the write goes on. Raises ``StateError`` once the writer
+        stopped on a failed write (nothing will write it now; the agent is stopping, exit 74).
         """
         if self._interval:
             return
         target = self._applied
         while self._written < target:
+            if self._failed is not None:
+                raise StateError(f"checkpoint not written: {self._failed}")
             await self._wrote.wait()
 
     def _mark_written(self, upto: int) -> None:
         self._written = max(self._written, upto)
+        self._wake()
+
+    def _wake(self) -> None:
         wrote, self._wrote = self._wrote, asyncio.Event()
         wrote.set()
 
@@ -110,7 +118,12 @@ class CommitPath:
             await self._dirty.wait()
             self._dirty.clear()
             upto = self._applied
-            await asyncio.to_thread(self._save)
+            try:
+                await asyncio.to_thread(self._save)
+            except StateError as exc:
+                self._failed = exc
+                self._wake()  # the durable() waiters raise it rather than wait for the deadline
+                raise
             self._mark_written(upto)
             if self._interval:
                 await asyncio.sleep(self._interval)

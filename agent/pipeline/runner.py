@@ -28,10 +28,11 @@ import asyncio
 import logging
 import random
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 
 from agent.codecs import Serializer
-from agent.errors import EncodeError, PermanentSinkError, SinkError, TransientSinkError
+from agent.errors import EncodeError, PermanentSinkError, SinkError, StateError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Alert, Batch, Event
 from agent.nesting import MAX_DEPTH, cut_depth
@@ -39,7 +40,7 @@ from agent.pipeline.acks import AckTracker
 from agent.pipeline.config import BatchConfig, RetryConfig
 from agent.pipeline.dead_letter import DeadLetterFile
 from agent.pipeline.queue import BoundedQueue
-from agent.pipeline.sink import Sink
+from agent.pipeline.sink import HEALTHCHECK_TIMEOUT_SECS, Sink
 from agent.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ Sleep = Callable[[float], Awaitable[None]]
 
 #: A sink with nothing to send for this long gets one ``healthcheck`` (then again after as long).
 IDLE_CHECK_SECS = 60.0
-IDLE_CHECK_TIMEOUT_SECS = 15.0
 
 
 class SinkRunner:
@@ -86,6 +86,8 @@ class SinkRunner:
         self._on_health = on_health
         self._durable = durable
         self._idle_secs = idle_check_secs
+        #: An unexpected exception from ``healthcheck`` was logged (once, until a check passes again).
+        self._idle_check_broken = False
 
     async def run(self) -> None:
         """Start the sink (retrying), then deliver until the queue closes. Cancel to abandon."""
@@ -102,7 +104,15 @@ class SinkRunner:
             for b in batches:
                 self._acks.ack(b)
             if self._durable is not None:
-                await self._durable()
+                try:
+                    await self._durable()
+                except StateError:
+                    # The checkpoint writer failed (it reports that, once) and the agent is stopping:
+                    # sending more would only add what a restart re-sends.
+                    log.info(
+                        "Sink lane stopped: the checkpoint cannot be written.", extra={"sink": self.sink.name}
+                    )
+                    return
 
     async def _start(self) -> None:
         attempt = 0
@@ -255,13 +265,29 @@ class SinkRunner:
         """Nothing to send for ``IDLE_CHECK_SECS``: ask the receiver (``healthcheck``), so readiness
         reflects a receiver that went away meanwhile; at most one check per idle period."""
         try:
-            async with asyncio.timeout(IDLE_CHECK_TIMEOUT_SECS):
+            async with asyncio.timeout(HEALTHCHECK_TIMEOUT_SECS):
                 await self.sink.healthcheck()
         except SinkError as exc:
             self._set_health(False, f"health check: {exc}")
             log.warning("Sink health check failed.", extra={"sink": self.sink.name, "error": str(exc)})
             return
         except TimeoutError:
-            self._set_health(False, f"health check: no answer within {IDLE_CHECK_TIMEOUT_SECS:.0f}s")
+            self._set_health(False, f"health check: no answer within {HEALTHCHECK_TIMEOUT_SECS:.0f}s")
             return
+        except Exception as exc:  # a sink bug must not end the lane: report it as not healthy
+            # Only the type: an arbitrary exception's text is not known to be free of secrets.
+            self._set_health(False, f"health check: unexpected {type(exc).__name__}")
+            if not self._idle_check_broken:
+                self._idle_check_broken = True
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                log.error(
+                    "Sink health check raised an unexpected error; the sink is reported down.",
+                    extra={
+                        "sink": self.sink.name,
+                        "error_type": type(exc).__name__,
+                        "raised_at": f"{frame.filename}:{frame.lineno}",
+                    },
+                )
+            return
+        self._idle_check_broken = False
         self._set_health(True)

@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 from agent.model import Event
 
+#: Longest a sink's ``healthcheck`` may take, for the runner's idle check and ``validate
+#: --check-connectivity`` alike; past it the receiver counts as not answering.
+HEALTHCHECK_TIMEOUT_SECS = 15.0
+
 
 @dataclass(slots=True)
 class SendResult:

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from agent.sinks.base import Reopenable, SendResult, Sink, SinkContext, SinkFactory
+from agent.sinks.base import HEALTHCHECK_TIMEOUT_SECS, Reopenable, SendResult, Sink, SinkContext, SinkFactory
 from agent.sinks.config import SinkConfig
 from agent.sinks.file import FileSink
 from agent.sinks.http import ElasticsearchSink, HttpSink, LogsIngestionSink, SplunkHecSink
@@ -32,4 +32,12 @@ def build_sink(config: SinkConfig, ctx: SinkContext) -> Sink:
     return SINKS[config.type](config, ctx)
 
 
-__all__ = ["SINKS", "Reopenable", "SendResult", "Sink", "SinkContext", "build_sink"]
+__all__ = [
+    "HEALTHCHECK_TIMEOUT_SECS",
+    "SINKS",
+    "Reopenable",
+    "SendResult",
+    "Sink",
+    "SinkContext",
+    "build_sink",
+]

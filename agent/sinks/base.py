@@ -11,9 +11,9 @@ from typing import Any, Protocol
 
 from agent.clock import Clock, SystemClock
 from agent.metrics import AgentMetrics
-from agent.pipeline.sink import Reopenable, SendResult, Sink
+from agent.pipeline.sink import HEALTHCHECK_TIMEOUT_SECS, Reopenable, SendResult, Sink
 
-__all__ = ["Reopenable", "SendResult", "Sink", "SinkContext", "SinkFactory"]
+__all__ = ["HEALTHCHECK_TIMEOUT_SECS", "Reopenable", "SendResult", "Sink", "SinkContext", "SinkFactory"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,14 @@ class FileSink:
         return f"{self._path} writable"
 
     def _check_writable(self) -> None:
+        try:
+            self._check_writable_path()
+        except OSError as exc:
+            # Path.exists/is_dir (3.11) re-raise EACCES, ENAMETOOLONG, EIO...: a sink error, not a crash.
+            reason = exc.strerror or type(exc).__name__
+            raise TransientSinkError(f"cannot check {self._path} is writable: {reason}") from None
+
+    def _check_writable_path(self) -> None:
         path = self._path
         if path.exists():
             if not path.is_file() or not os.access(path, os.W_OK):

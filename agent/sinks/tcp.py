@@ -74,9 +74,8 @@ def unacked_bytes(sock: Any) -> int:
 
 def tcp_state(sock: Any) -> int | None:
     """The kernel's TCP state of ``sock`` (1 = established), or ``None`` where unsupported."""
-    if _TCP_INFO is None:
-        return None
-    return int(sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0])
+    info = tcp_info(sock)
+    return None if info is None else info.state
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,16 +11,22 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agent.app import Agent
+from agent.clock import SystemClock
+from agent.commands import connectivity
 from agent.config import load_settings
+from agent.metrics import AgentMetrics
 from agent.simulator.server import backdate
+from agent.sinks.config import FileSinkConfig
 from agent.timestamps import format_dt
 from tests.fakes import hec as H
 from tests.fakes.hec import FakeHec
 from tests.fakes.syslog import TcpReceiver
 from tests.ops.helpers import cli, env, write_toml
 from tests.support.simulator import SimEnv, agent_config
+from tests.support.sinks import RecordingSink
 from tests.support.wait import until
 
 SECRET_ENV = "OPS_TEST_GRAPH_SECRET"
@@ -110,6 +116,21 @@ class TestCheckConnectivity:
         assert f"sink webhook: FAILED (HEAD http://127.0.0.1:{closed}/in: {refused}" in out, out
         assert f"sink es: FAILED (GET http://127.0.0.1:{closed}/: {refused}" in out, out
         assert H.TOKEN not in out + err and "Traceback" not in err
+
+    async def test_an_unexpected_sink_error_is_a_failed_line(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A sink whose ``healthcheck`` raises something other than an agent error (a bug) gives one
+        FAILED line naming the exception's type, not a traceback."""
+
+        class Broken(RecordingSink):
+            async def healthcheck(self) -> str:
+                raise RuntimeError("sink bug")
+
+        monkeypatch.setattr(connectivity, "build_sink", lambda _cfg, _ctx: Broken("file"))
+        cfg = FileSinkConfig(type="file", name="file", path=str(tmp_path / "out.jsonl"))
+        check = await connectivity.check_sink(cfg, SystemClock(), AgentMetrics(CollectorRegistry()))
+        assert check.line() == "sink file: FAILED (unexpected RuntimeError)"
 
 
 class TestBackfill:

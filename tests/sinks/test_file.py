@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from agent.errors import TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.model import Event
 from agent.sinks.base import SinkContext
@@ -46,3 +48,13 @@ class TestTornTail:
         await s.send([Event({"id": "b"}, b'{"id":"b"}')])
         await s.aclose()
         assert path.read_bytes() == b'{"id":"a"}\n{"id":"b"}\n'
+
+
+class TestHealthcheck:
+    async def test_a_path_that_cannot_be_examined_is_a_sink_error(self, tmp_path: Path) -> None:
+        """``Path.exists`` re-raises errors such as ENAMETOOLONG or EACCES (3.11): the health check
+        says so as a ``TransientSinkError`` instead of letting a bare ``OSError`` out."""
+        path = tmp_path / ("d" * 300) / "out.jsonl"
+        with pytest.raises(TransientSinkError) as err:
+            await sink(path).healthcheck()
+        assert "cannot check" in str(err.value) and "File name too long" in str(err.value)

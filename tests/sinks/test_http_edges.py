@@ -123,6 +123,46 @@ class TestRedirects:
         assert harness.commits == [] and not (tmp_path / "dead.jsonl").exists()
         assert metrics.registry.get_sample_value("siem_agent_events_sent_total", {"sink": "test"}) is None
 
+    @pytest.mark.parametrize("location", ["http://[bad", "http://127.0.0.1:99999/x?sig=secret-query"])
+    @pytest.mark.parametrize("kind", ["http", "splunk_hec", "elasticsearch", "logs_ingestion"])
+    async def test_a_malformed_location_is_the_usual_redirect_error(
+        self,
+        kind: str,
+        location: str,
+        fake_logs: FakeLogsIngestion,
+        ctx: SinkContext,
+        metrics: AgentMetrics,
+        tmp_path: Path,
+    ) -> None:
+        """A 302 whose ``Location`` yarl cannot parse (bad IPv6 literal, port above 65535) fails as
+        the usual endpoint error, not a bare ``ValueError`` that would end the lane: the runner keeps
+        retrying, nothing is delivered, committed or dead-lettered."""
+        redirector = Origin(302, location)
+        await redirector.start()
+        try:
+            table = {**sink_table(kind, redirector.url, fake_logs), "codec": {"type": "json"}}
+            first = build(table, ctx)
+            with pytest.raises(EndpointError) as err:
+                await first.send(events(3))
+            await first.aclose()
+            message = str(err.value)
+            assert "HTTP 302 redirect to (unparsable Location); redirects are not followed" in message
+            assert "secret-query" not in message and "[bad" not in message
+            table["retry"] = {"initial_backoff_secs": 0.01, "max_backoff_secs": 0.01}
+            sink = build(table, ctx)
+            harness = RunnerHarness(sink, table, metrics, tmp_path)
+            feeder = asyncio.create_task(harness.feed([alert(i) for i in range(5)], per_batch=5))
+            run = asyncio.create_task(harness.runner.run())
+            await until(lambda: len(redirector.requests) >= 4 or run.done(), 10, "retries")
+            assert not run.done(), run.exception()
+            run.cancel()
+            await asyncio.gather(feeder, run, return_exceptions=True)
+            await sink.aclose()
+        finally:
+            await redirector.stop()
+        assert harness.commits == [] and not (tmp_path / "dead.jsonl").exists()
+        assert metrics.registry.get_sample_value("siem_agent_events_sent_total", {"sink": "test"}) is None
+
     async def test_token_endpoint_redirect_is_refused_and_the_secret_stays_home(
         self, fake_logs: FakeLogsIngestion, elsewhere: Origin, ctx: SinkContext
     ) -> None:
@@ -166,7 +206,8 @@ class TestWrongEndpoint:
             await origin.stop()
         ready, lines = health.report()
         assert not ready
-        assert f"HTTP {status} at {origin.url}/wrong/path: wrong endpoint, check the URL" in lines[0], lines
+        assert f"{origin.url}/wrong/path: HTTP {status}: wrong endpoint, check the URL" in lines[0], lines
+        assert lines[0].count(origin.url) == 1, lines  # the URL once, not repeated after the status
         assert "q-secret" not in lines[0]
         assert harness.commits == [] and not (tmp_path / "dead.jsonl").exists()
 

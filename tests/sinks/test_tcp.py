@@ -14,7 +14,7 @@ from agent.errors import ConfigError, TransientSinkError
 from agent.metrics import AgentMetrics
 from agent.simulator.tls import make_tls
 from agent.sinks import SendResult, SinkContext
-from agent.sinks.tcp import PeerLiveness, TcpInfo, tcp_info
+from agent.sinks.tcp import PeerLiveness, TcpInfo, tcp_info, tcp_state
 from tests.fakes.syslog import TcpReceiver
 from tests.fakes.tls import make_client_cert
 from tests.sinks.conftest import RunnerHarness, alert, build, events, ids_of
@@ -310,6 +310,7 @@ class TestPeerLiveness:
         peer, _ = server.accept()
         try:
             assert tcp_info(client) == TcpInfo(1, 0, 0)
+            assert tcp_state(client) == 1  # read through tcp_info: one parser of the struct
         finally:
             for s in (client, peer, server):
                 s.close()

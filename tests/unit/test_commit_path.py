@@ -91,6 +91,28 @@ class TestCommitPath:
             await asyncio.gather(writer, return_exceptions=True)
         assert store.saves == 1 and not store.dirty and set(store.streams["s"].seen) == {"a", "b"}
 
+    async def test_a_failed_write_wakes_the_durable_waiters(self) -> None:
+        """The writer's ``StateError`` (disk full) ends every ``durable()`` wait with that error at
+        once, instead of leaving the sink runners waiting until the shutdown deadline."""
+        store, m = MemoryStore(), AgentMetrics(CollectorRegistry())
+        path = CommitPath(store, m, SystemClock(), 0)
+        path.commit("s", Commit(cursor=TS))
+        store.fail = True
+        waiter = asyncio.create_task(path.durable())
+        writer = asyncio.create_task(path.run())
+        try:
+            with pytest.raises(StateError, match="disk full"):
+                await asyncio.wait_for(writer, 5)
+            with pytest.raises(StateError, match="disk full"):
+                await asyncio.wait_for(waiter, 5)
+            path.commit("s", Commit(cursor=TS))
+            with pytest.raises(StateError, match="disk full"):  # a later batch's barrier too
+                await asyncio.wait_for(path.durable(), 5)
+        finally:
+            for task in (waiter, writer):
+                task.cancel()
+            await asyncio.gather(waiter, writer, return_exceptions=True)
+
 
 class TestPipeline:
     def _pipeline(self, tmp_path: Path, stop: asyncio.Event) -> tuple[Pipeline, MemoryStore]:

@@ -20,6 +20,7 @@ from agent.pipeline.queue import BoundedQueue
 from agent.pipeline.runner import SinkRunner
 from agent.sinks.base import SendResult
 from tests.support.sinks import RecordingSink, permanent, transient
+from tests.support.wait import until
 
 TS = "2026-11-27T10:00:00.0000000Z"
 
@@ -251,6 +252,55 @@ class TestSinkRunner:
             await task
         assert h.committed == []
         assert h.acks.outstanding() == 1
+
+
+class BrokenHealthSink(RecordingSink):
+    """``healthcheck`` raises a plain ``RuntimeError`` (a sink bug) until ``broken`` is cleared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.broken = True
+        self.checks = 0
+
+    async def healthcheck(self) -> str:
+        self.checks += 1
+        if self.broken:
+            raise RuntimeError("sink bug")
+        return "recording"
+
+
+class TestIdleCheck:
+    async def test_an_unexpected_healthcheck_error_marks_the_sink_down_and_the_lane_runs_on(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A ``RuntimeError`` from the idle health check reports the sink down (naming the type,
+        logged once), does not end the lane; once the check passes the sink is up and batches flow."""
+        sink = BrokenHealthSink()
+        h = Harness(tmp_path, sink)
+        health: list[tuple[bool, str | None]] = []
+        h.runner._on_health = lambda up, reason: health.append((up, reason))
+        h.runner._idle_secs = 0.01  # idle periods short enough to see several checks
+        run = asyncio.create_task(h.runner.run())
+        try:
+            await until(lambda: sink.checks >= 3 or run.done(), 5, "three failed health checks")
+            assert not run.done(), run.exception()
+            assert health[-1] == (False, "health check: unexpected RuntimeError")
+            assert value(h.m, "siem_agent_sink_up", sink="rec") == 0
+            logged = [r for r in caplog.records if "unexpected error" in r.getMessage()]
+            assert len(logged) == 1 and getattr(logged[0], "error_type", None) == "RuntimeError"
+            sink.broken = False
+            await until(lambda: health[-1] == (True, None) or run.done(), 5, "a passing health check")
+            assert not run.done(), run.exception()
+            b = batch(2)
+            await h.push(b)
+            await until(lambda: h.committed == [b.commit] or run.done(), 5, "the batch delivered")
+            assert [e.alert["id"] for e in sink.delivered] == ["a0", "a1"]
+            assert value(h.m, "siem_agent_sink_up", sink="rec") == 1
+            await h.queue.close()
+            await asyncio.wait_for(run, 5)
+        finally:
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
 
 
 class TestDeadLetterFile:

@@ -74,15 +74,12 @@ def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
     suffix = f": {detail}" if detail else ""
     if 300 <= status < 400:
         location = resp.headers.get("Location")
-        to = f" to {safe_url(str(URL(resp.url).join(URL(location))))}" if location else ""
+        to = f" to {_redirect_target(resp.url, location)}" if location else ""
         raise EndpointError(
             f"{what}: HTTP {status} redirect{to}; redirects are not followed: configure the final URL"
         )
-    if status in (404, 405):
-        where = f" at {resp.url}" if resp.url else ""
-        raise EndpointError(
-            f"{what}: HTTP {status}{where}: wrong endpoint, check the URL; batch held{suffix}"
-        )
+    if status in (404, 405):  # ``what`` names the URL (safe form) already
+        raise EndpointError(f"{what}: HTTP {status}: wrong endpoint, check the URL; batch held{suffix}")
     if status == 413:
         raise PayloadTooLarge(what)
     if status in (401, 403):
@@ -246,6 +243,15 @@ def safe_url(url: str) -> str:
         return str(u.with_user(None).with_password(None).with_query(None).with_fragment(None))
     except (ValueError, TypeError):
         return "(unparsable URL)"
+
+
+def _redirect_target(base: str, location: str) -> str:
+    """A redirect's ``Location`` resolved against the URL asked, in the safe form. A malformed one
+    (``http://[bad``, a port above 65535) is named as such, never quoted: it may carry a secret."""
+    try:
+        return safe_url(str(URL(base).join(URL(location))))
+    except (ValueError, TypeError):
+        return "(unparsable Location)"
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -54,6 +54,8 @@ class ElasticsearchSink:
         self._http = HttpClient.for_sink(config, ctx.clock)
         self._root = config.url.rstrip("/") + "/"
         self._url = config.url.rstrip("/") + "/_bulk"
+        self._root_what = f"GET {safe_url(self._root)}"
+        self._bulk_what = f"bulk {config.index} at {safe_url(self._url)}"
         self._headers = {"Content-Type": _CONTENT_TYPE, "Accept": "application/json"}
         if config.api_key is not None:
             self._headers["Authorization"] = "ApiKey " + config.api_key.get_secret_value()
@@ -88,7 +90,7 @@ class ElasticsearchSink:
 
     async def healthcheck(self) -> str:
         """``GET /`` with the sink's credentials: the cluster answers 2xx to a client it accepts."""
-        what = f"GET {safe_url(self._root)}"
+        what = self._root_what
         headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
         resp = await self._http.request("GET", self._root, what, headers=headers)
         try:
@@ -104,7 +106,7 @@ class ElasticsearchSink:
         return await send_halving(events, self._send_once)
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
-        what = f"bulk {self._cfg.index} at {safe_url(self._url)}"
+        what = self._bulk_what
         resp = await self._http.post(self._url, self.body(events), self._headers, what, params=self._params)
         try:
             reply = orjson.loads(resp.body) if resp.body else {}

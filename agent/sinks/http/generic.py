@@ -30,6 +30,7 @@ class HttpSink:
         if config.username is not None and config.password is not None:
             self._headers["Authorization"] = basic_auth(config.username, config.password.get_secret_value())
         self._what = f"POST {safe_url(config.url)}"
+        self._head_what = f"HEAD {safe_url(config.url)}"
         self._framer = build_framer("newline")
 
     async def start(self) -> None:
@@ -38,7 +39,7 @@ class HttpSink:
     async def healthcheck(self) -> str:
         """``HEAD`` on the URL: any HTTP answer but a redirect proves the host is reachable (no data is
         sent; a receiver may well answer 404 or 405 to a HEAD on a POST-only URL)."""
-        what = f"HEAD {safe_url(self._cfg.url)}"
+        what = self._head_what
         resp = await self._http.request("HEAD", self._cfg.url, what, headers=self._headers)
         if 300 <= resp.status < 400:
             check_status(resp, what)

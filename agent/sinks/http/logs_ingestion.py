@@ -62,6 +62,8 @@ class LogsIngestionSink:
             f"/streams/{config.stream}"
         )
         self._tokens: TokenSource = tokens or ClientCredential(entra_app(config), ctx.clock)
+        self._what = f"Logs Ingestion {config.stream} at {safe_url(self._url)}"
+        self._head_what = f"HEAD {safe_url(config.endpoint)}"
 
     def groups(self, events: Sequence[Event]) -> tuple[list[list[int]], dict[int, str]]:
         """Split indexes into calls whose JSON array fits ``max_body_bytes``; oversize ones rejected."""
@@ -91,9 +93,8 @@ class LogsIngestionSink:
         """A token for the ingestion ``scope`` (the credential works), then a ``HEAD`` on the endpoint:
         any HTTP answer but a redirect proves it is reachable (no rows are sent)."""
         await self._token()
-        endpoint = self._cfg.endpoint
-        what = f"HEAD {safe_url(endpoint)}"
-        resp = await self._http.request("HEAD", endpoint, what)
+        what = self._head_what
+        resp = await self._http.request("HEAD", self._cfg.endpoint, what)
         if 300 <= resp.status < 400:
             check_status(resp, what)
         return f"reachable: token for {self._cfg.scope}; {what}: HTTP {resp.status}"
@@ -128,7 +129,7 @@ class LogsIngestionSink:
 
     async def _post(self, events: Sequence[Event]) -> SendResult:
         body = b"[" + b",".join(e.payload for e in events) + b"]"
-        what = f"Logs Ingestion {self._cfg.stream} at {safe_url(self._url)}"
+        what = self._what
         token = await self._token()
         resp = await self._call(body, what, token)
         if resp.status == 401:

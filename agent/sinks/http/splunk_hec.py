@@ -82,6 +82,9 @@ class SplunkHecSink:
         self._event_url = base + "/services/collector/event"
         self._ack_url = base + "/services/collector/ack"
         self._health_url = base + "/services/collector/health"
+        self._event_what = f"HEC {safe_url(self._event_url)}"
+        self._ack_what = f"HEC ack {safe_url(self._ack_url)}"
+        self._health_what = f"HEC health {safe_url(self._health_url)}"
         self._channel = str(uuid.uuid4())
         self._json = config.codec.type in JSON_CODECS
         self._meta: dict[str, Any] = {
@@ -119,7 +122,7 @@ class SplunkHecSink:
     async def healthcheck(self) -> str:
         """``GET /services/collector/health``: 200 (code 17) while HEC accepts data; 503 when its queues
         are full (code 18) or indexer acknowledgement is unavailable (code 19)."""
-        what = f"HEC health {safe_url(self._health_url)}"
+        what = self._health_what
         resp = await self._http.request("GET", self._health_url, what)
         try:
             reply = orjson.loads(resp.body) if resp.body else {}
@@ -137,7 +140,7 @@ class SplunkHecSink:
 
     async def _send_once(self, events: Sequence[Event]) -> SendResult:
         body = b"\n".join(self.envelope(e) for e in events)
-        what = f"HEC {safe_url(self._event_url)}"
+        what = self._event_what
         resp = await self._http.post(self._event_url, body, self._headers(), what)
         reply = _json(resp)
         code = reply.get("code")
@@ -162,7 +165,7 @@ class SplunkHecSink:
         deadline = time.monotonic() + self._cfg.ack_timeout_secs
         interval = min(0.05, self._cfg.ack_poll_interval_secs)
         body = orjson.dumps({"acks": [ack_id]})
-        what = f"HEC ack {safe_url(self._ack_url)}"
+        what = self._ack_what
         while True:
             resp = await self._http.post(
                 self._ack_url, body, self._headers(), what, params={"channel": self._channel}
