@@ -9,8 +9,8 @@ import pytest
 
 from agent.clock import SystemClock
 from agent.errors import PermanentSinkError, TransientSinkError
+from agent.retry import parse_retry_after
 from agent.sinks import SinkContext
-from agent.sinks.http.client import retry_after
 from agent.sinks.http.splunk_hec import SplunkHecSink, default_sourcetype, epoch_seconds
 from tests.fakes import hec as H
 from tests.fakes.hec import FakeHec
@@ -150,13 +150,14 @@ class TestFailures:
 
 
 def test_retry_after_parsing() -> None:
-    """Delta-seconds and HTTP-dates; garbage ignored; at most an hour."""
+    """Delta-seconds and HTTP-dates; garbage ignored; at most an hour (``agent.retry``, which the HTTP
+    sinks read a receiver's ``Retry-After`` with)."""
     clock = SystemClock()
-    assert retry_after({"Retry-After": "7"}, clock) == 7
-    assert retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, clock) == 0
-    assert retry_after({"Retry-After": "soon"}, clock) is None
-    assert retry_after({}, clock) is None
-    assert retry_after({"Retry-After": "86400"}, clock) == 3600
+    assert parse_retry_after("7", clock) == 7
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", clock) == 0
+    assert parse_retry_after("soon", clock) is None
+    assert parse_retry_after(None, clock) is None
+    assert parse_retry_after("86400", clock) == 3600
 
 
 def test_envelope_without_timestamp(ctx: SinkContext) -> None:

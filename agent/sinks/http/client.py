@@ -41,8 +41,6 @@ from agent.sinks.tls import client_context
 #: Responses larger than this are not read (a ``_bulk`` reply for a 1 MB batch is far smaller).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _GZIP_OFF_LOOP_BYTES = 256 * 1024
-#: Longest ``Retry-After`` honoured; a receiver asking for more is retried after an hour anyway.
-MAX_RETRY_AFTER_SECS = 3600.0
 
 
 class PayloadTooLarge(Exception):
@@ -54,16 +52,10 @@ class HttpResponse:
     status: int
     headers: Mapping[str, str]
     body: bytes
-    #: Seconds its ``Retry-After`` asked for (at most ``MAX_RETRY_AFTER_SECS``), ``None`` without one.
+    #: Seconds its ``Retry-After`` asked for (``agent.retry``: at most an hour), ``None`` without one.
     retry_after: float | None = None
     #: The URL asked, in the safe form (no user info, query or fragment), for messages.
     url: str = ""
-
-
-def retry_after(headers: Mapping[str, str], clock: Clock) -> float | None:
-    """Seconds from a ``Retry-After`` header (``agent.retry.parse_retry_after``), capped at one hour."""
-    seconds = parse_retry_after(headers.get("Retry-After"), clock)
-    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_SECS)
 
 
 def check_status(resp: HttpResponse, what: str, detail: str = "") -> None:
@@ -222,9 +214,8 @@ class HttpClient:
                         raise TransientSinkError(f"{what}: response larger than {MAX_RESPONSE_BYTES} bytes")
                     chunks.append(chunk)
                 got = CIMultiDict(resp.headers)
-                return HttpResponse(
-                    resp.status, got, b"".join(chunks), retry_after(got, self._clock), safe_url(url)
-                )
+                waits = parse_retry_after(got.get("Retry-After"), self._clock)
+                return HttpResponse(resp.status, got, b"".join(chunks), waits, safe_url(url))
         except TimeoutError:
             raise TransientSinkError(f"{what}: timed out after {self._timeout.total}s") from None
         except aiohttp.ClientError as exc:
