@@ -8,7 +8,8 @@ back (``agent.writeback.loop``). Writes come from the running agent (the API's w
 ``<state_dir>/<name>.writeback-versions.jsonl`` (0600): every writer appends one line under an
 exclusive ``flock`` and fsyncs; the agent reads what others appended when the file grew
 (``refresh``: one ``stat`` per batch). Entries older than the retention are dropped when the agent
-rewrites the file (at startup and when it has grown to twice what is remembered).
+rewrites the file (at startup, and when the lines read since the last rewrite exceed twice what that
+rewrite kept, plus 1000).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class OwnVersions:
         self._offset = 0
         self._inode: int | None = None
         self._lines = 0
+        #: Entries the last rewrite kept (what the file then held).
+        self._compacted_size = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -144,13 +147,14 @@ class OwnVersions:
             except OSError as exc:
                 raise StateError(f"cannot rewrite {self.path}: {exc.strerror}") from None
         self._known = keep
+        self._compacted_size = len(keep)
         self._scopes = {k[:2] for k in keep}
         self._offset, self._inode, self._lines = 0, None, 0
         self.refresh()
 
     def maybe_compact(self) -> None:
-        """Compact when the file holds twice as many lines as entries remembered (plus 1000)."""
-        if self._lines > 2 * len(self._known) + 1000:
+        """Compact when the file holds more than twice the lines the last rewrite left (plus 1000)."""
+        if self._lines > 2 * self._compacted_size + 1000:
             self.compact()
 
     @contextlib.contextmanager

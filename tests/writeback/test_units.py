@@ -323,6 +323,23 @@ class TestQueue:
         again = _queue(tmp_path, clock, retention=60)
         assert again.get(old.id) is None and again.get(pending.id) is not None
 
+    def test_update_only_requests_compact_the_journal_and_expire_while_running(self, tmp_path: Path) -> None:
+        """The commonest workload (changes, no comment: four records per request) compacts as it runs
+        and forgets finished requests past the retention, without a restart."""
+        clock = VirtualClock()
+        q = _queue(tmp_path, clock, max_queued=1000, retention=60)
+        first = None
+        for _ in range(2000):
+            req = q.submit("sim", "alert", "a", Update({"status": "resolved"}), "x")
+            q.step(req, "update", "sending")
+            q.step(req, "update", "sent", "2026-01-01T00:00:00Z")
+            q.finish(req)
+            first = first or req
+            clock.t += 1
+        assert first is not None and q.get(first.id) is None, "finished past the retention: forgotten"
+        assert len(q) < 1000
+        assert len(q.journal.path.read_bytes().splitlines()) < 4 * 2000 // 2, "compacted while running"
+
 
 class TestOwnVersionsAndLoop:
     def _alert(self, version: str, alert_id: str = "da1") -> dict[str, Any]:
@@ -353,6 +370,19 @@ class TestOwnVersionsAndLoop:
         fresh.refresh()
         assert fresh.lookup("sim", "alert", "old", "2026-01-01T00:00:00Z") is None
         assert fresh.lookup("sim", "alert", "newer", "2026-01-01T00:02:00Z") is not None
+
+    def test_the_running_agent_compacts_as_versions_accumulate(self, tmp_path: Path) -> None:
+        """One new version per write (the usual case): maybe_compact rewrites the file as it grows,
+        dropping entries past the retention."""
+        clock = VirtualClock()
+        v = OwnVersions(tmp_path / "v.jsonl", clock, 60)
+        for i in range(3000):
+            v.add("sim", "alert", f"a{i}", "2026-01-01T00:00:00Z", f"r{i}", "x")
+            v.maybe_compact()
+            clock.t += 1
+        assert v.lookup("sim", "alert", "a0", "2026-01-01T00:00:00Z") is None, "expired: dropped"
+        assert v.lookup("sim", "alert", "a2999", "2026-01-01T00:00:00Z") is not None
+        assert len((tmp_path / "v.jsonl").read_bytes().splitlines()) < 3000 // 2, "rewritten while running"
 
     @pytest.mark.parametrize("forward", [True, False])
     async def test_loop_control_marks_or_holds_back_only_own_versions(
