@@ -4,9 +4,10 @@ journal and queue, the shared own-versions file, loop control and the codecs' ma
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import stat
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -370,6 +371,54 @@ class TestOwnVersionsAndLoop:
         fresh.refresh()
         assert fresh.lookup("sim", "alert", "old", "2026-01-01T00:00:00Z") is None
         assert fresh.lookup("sim", "alert", "newer", "2026-01-01T00:02:00Z") is not None
+
+    def test_a_line_another_process_appends_during_compaction_survives(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The CLI appends right after the agent read the file for its compaction: not erased.
+
+        The CLI's append is made when the writers' lock lets it (a blocked process appends once the
+        lock is released), so the test needs no thread and no waiting.
+        """
+        clock, agent_clock = VirtualClock(), VirtualClock()
+        path = tmp_path / "v.jsonl"
+        agent_side = OwnVersions(path, agent_clock, 3600)
+        cli_side = OwnVersions(path, clock, 3600)
+        agent_side.add("sim", "alert", "da1", "2026-01-01T00:00:01Z", "r1", "splunk")
+        deferred: list[bool] = []
+
+        def cli_append() -> None:
+            cli_side.add("sim", "alert", "da2", "2026-01-01T00:00:02Z", "r2", "cli")
+
+        def lock_is_free() -> bool:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(fd)
+            return True
+
+        real_now = agent_clock.now
+
+        def now_then_cli_appends() -> datetime:
+            """Compaction asks the time (its retention horizon) once it has read the file."""
+            if not deferred:
+                deferred.append(not lock_is_free())
+                if not deferred[0]:
+                    cli_append()
+            return real_now()
+
+        monkeypatch.setattr(agent_clock, "now", now_then_cli_appends)
+        agent_side.compact()
+        if deferred[0]:
+            cli_append()  # the lock is released: the waiting writer appends now
+        fresh = OwnVersions(path, clock, 3600)
+        fresh.refresh()
+        assert fresh.lookup("sim", "alert", "da2", "2026-01-01T00:00:02Z") is not None
+        assert fresh.lookup("sim", "alert", "da1", "2026-01-01T00:00:01Z") is not None
+        assert deferred == [True], "the file is read and replaced under the writers' lock"
 
     def test_the_running_agent_compacts_as_versions_accumulate(self, tmp_path: Path) -> None:
         """One new version per write (the usual case): maybe_compact rewrites the file as it grows,
