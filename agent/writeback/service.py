@@ -3,9 +3,9 @@
 ``WritebackService`` (when ``[writeback] enabled``): loads the durable queue from
 ``<state_dir>/<name>.writeback.jsonl``, gives every Graph source a worker that writes through the
 source's own ``GraphClient`` (one credential, one token cache, one rate budget, on which it attaches
-the poll/write ``BudgetShare``), and serves the API on ``address:port``. ``stop`` closes the listener
-and cancels the workers: nothing needs draining, the queue is durable and a step cut off in flight is
-checked against Graph on the next start.
+the poll/write ``BudgetShare``: one per budget, from the budget's own rate), and serves the API on
+``address:port``. ``stop`` closes the listener and cancels the workers: nothing needs draining, the
+queue is durable and a step cut off in flight is checked against Graph on the next start.
 
 Loop control does not need the API: ``own_versions`` opens the shared versions file the API's workers
 and ``siem-agent alerts update`` write, for every run.
@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.clock import Clock
 from agent.errors import ConfigError
+from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.share import BudgetShare
 from agent.sources.graph.source import GraphSecuritySource
 from agent.sources.graph.writes import GraphWrites
@@ -111,9 +112,14 @@ class WritebackService:
                     "Write-back token is short; use at least 16 random characters.",
                     extra={"token_name": token.name},
                 )
+        shared: list[RateBudget] = []
         for name, source in writers.items():
             client = source.client()
-            client.budget.share = BudgetShare(source.config.requests_per_minute, cfg.budget_share)
+            if not any(client.budget is b for b in shared):
+                # Sources of one tenant and app share one budget: one share, from the budget's own
+                # rate (the first source's; a later source's requests_per_minute does not change it).
+                client.budget.share = BudgetShare(client.budget.limit, cfg.budget_share)
+                shared.append(client.budget)
             executor = Executor(
                 GraphWrites(client, source.graph_root),
                 self.queue,
