@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.clock import SystemClock
@@ -15,7 +17,10 @@ from agent.sources.graph.share import BudgetShare
 from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
 from agent.writeback.config import WritebackConfig
-from agent.writeback.service import WritebackService
+from agent.writeback.journal import Journal
+from agent.writeback.queue import RequestQueue
+from agent.writeback.service import WritebackService, journal_path
+from agent.writeback.updates import Update
 from agent.writeback.versions import OwnVersions
 from tests.unit.test_shard import source
 from tests.writeback.helpers import writeback_table
@@ -26,7 +31,10 @@ def _spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
 
 
 def _service(
-    tmp_path: Path, sources: dict[str, GraphSecuritySource], registry: CollectorRegistry
+    tmp_path: Path,
+    sources: dict[str, GraphSecuritySource],
+    registry: CollectorRegistry,
+    adopt: Callable[[str], GraphSecuritySource | None] | None = None,
 ) -> WritebackService:
     clock = SystemClock()
     return WritebackService(
@@ -37,6 +45,7 @@ def _service(
         OwnVersions(tmp_path / "v.jsonl", clock, 3600),
         clock,
         registry,
+        adopt=adopt,
     )
 
 
@@ -60,3 +69,34 @@ class TestBudgetShare:
             for s in (a, b):
                 await s.aclose()
             await shared.aclose()
+
+
+class TestStrandedRequests:
+    async def test_requests_for_a_source_no_longer_configured_fail_at_start(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Queued for "gone", which the configuration no longer has (nothing adopts it): finished as
+        failed with unknownSource at start, audited and counted, no longer taking a queue slot."""
+        queue = RequestQueue(Journal(journal_path(tmp_path, "agent")), SystemClock(), 10, 3600)
+        queue.load()
+        req = queue.submit("gone", "alert", "da1", Update({"status": "resolved"}), "splunk")
+        queue.journal.close()
+        registry = CollectorRegistry()
+        service = _service(tmp_path, {}, registry, adopt=lambda name: None)
+        caplog.set_level(logging.INFO, logger="agent.writeback.audit")
+        try:
+            await service.start(_spawn, asyncio.Event())
+            after = service.queue.get(req.id)
+            assert after is not None and after.state == "failed" and after.error is not None
+            assert after.error["code"] == "unknownSource" and "'gone'" in after.error["message"]
+            assert service.queue.unfinished() == []
+            labels = {"source": "gone", "result": "failed"}
+            assert registry.get_sample_value("siem_agent_writeback_requests_total", labels) == 1.0
+            audited = [r for r in caplog.records if r.name == "agent.writeback.audit"]
+            assert [(r.__dict__["request"], r.__dict__["result"]) for r in audited] == [(req.id, "failed")]
+        finally:
+            await service.stop()
+        again = RequestQueue(Journal(journal_path(tmp_path, "agent")), SystemClock(), 10, 3600)
+        again.load()
+        reloaded = again.get(req.id)
+        assert reloaded is not None and reloaded.state == "failed", "the failure is journaled"
