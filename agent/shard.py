@@ -73,6 +73,15 @@ def owner(key: str, count: int) -> int:
     return max(range(count), key=lambda r: (weight(key, r), -r))
 
 
+def tenant_app_key(
+    authority_url: str | None, cloud: str, tenant_id: str, client_id: str
+) -> tuple[str, str, str]:
+    """The (cloud, tenant, app) a source's Graph requests count against, and by which sources are
+    placed together: the authority URL when one is set, else the cloud; ids compared case-insensitively.
+    Source configs and ``checkpoint show``'s secret-free view both derive their ``app_key`` here."""
+    return (authority_url or cloud, tenant_id.lower(), client_id.lower())
+
+
 class Placeable(Protocol):
     """A source as placement sees it (a source config, or ``checkpoint show``'s secret-free view)."""
 

@@ -52,16 +52,15 @@ class CheckpointFiles:
         """Every file, snapshot first, then the journals in the order they are replayed."""
         return (self.snapshot, self.old_journal, self.journal)
 
-    def move_aside(self, stamp: str) -> list[Path]:
-        """Rename every existing file to ``<file>.reset-<stamp>``; return the new paths.
-
-        Raises ``StateError``.
+    def move_aside(self, stamp: str, label: str = "reset") -> list[Path]:
+        """Rename every existing file to ``<file>.<label>-<stamp>`` (``file_stamp``); return the new
+        paths. Raises ``StateError``.
         """
         moved = []
         for path in self.all():
             if not path.exists():
                 continue
-            target = path.with_name(f"{path.name}.reset-{stamp}")
+            target = path.with_name(f"{path.name}.{label}-{stamp}")
             try:
                 os.replace(path, target)
             except OSError as exc:
@@ -70,6 +69,11 @@ class CheckpointFiles:
         if moved:
             sync_directory(self.directory)
         return moved
+
+
+def file_stamp(timestamp: str) -> str:
+    """An ISO 8601 ``timestamp`` as a file-name suffix: ``:`` and ``-`` left out."""
+    return timestamp.replace(":", "").replace("-", "")
 
 
 def remove(path: Path) -> None:

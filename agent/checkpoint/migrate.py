@@ -23,12 +23,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.checkpoint.files import CheckpointFiles
+from agent.checkpoint.files import CheckpointFiles, file_stamp
 from agent.checkpoint.snapshot import render_snapshot, write_snapshot
 from agent.checkpoint.sources import source_of, source_store
 from agent.checkpoint.state import StreamState
 from agent.checkpoint.store import CheckpointStore
-from agent.durable import sync_directory
 from agent.errors import StateError
 
 log = logging.getLogger(__name__)
@@ -81,17 +80,7 @@ def _split(state_dir: Path, name: str, old: CheckpointFiles, now: Callable[[], s
             raise StateError(f"cannot create {files.directory}: {exc.strerror}") from None
         write_snapshot(files.snapshot, render_snapshot(states, name, now(), 0))
         written.append(source)
-    stamp = now().replace(":", "").replace("-", "")
-    moved = []
-    for path in (old.journal, old.old_journal, old.snapshot):
-        if path.exists():
-            target = path.with_name(f"{path.name}.migrated-{stamp}")
-            try:
-                os.replace(path, target)
-            except OSError as exc:
-                raise StateError(f"cannot move {path} aside: {exc.strerror}") from None
-            moved.append(str(target))
-    sync_directory(state_dir)
+    moved = [str(p) for p in old.move_aside(file_stamp(now()), label="migrated")]
     log.info(
         "Checkpoint split into per-source checkpoints.",
         extra={"sources": len(by_source), "written": len(written), "kept_as": moved},

@@ -93,9 +93,6 @@ class SourceStores:
         self._stores[source] = store
         return streams
 
-    def store(self, source: str) -> CheckpointStore:
-        return self._stores[source]
-
     @property
     def dirty(self) -> bool:
         return bool(self._dirty)

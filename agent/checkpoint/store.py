@@ -11,9 +11,12 @@
   therefore bounded by a small multiple of its own size.
 * Recovery (``load``): the snapshot, then ``.journal.old`` and ``.journal`` in that order, skipping
   records the snapshot already holds (``lsn``); a torn tail is ignored, any other damage raises
-  ``StateError`` naming the file. ``open`` (the running agent) then writes everything as a fresh
-  snapshot and drops the journals, so appends never follow a torn tail; ``close`` does the same on a
-  clean stop, leaving one file.
+  ``StateError`` naming the file. The running agent's per-source stores (``SourceStores.open``)
+  ``resume``: they go on appending to the journal they have, and rewrite the files only when appends
+  could not simply follow (a torn tail, a compaction cut short). A single-checkpoint run (``backfill``)
+  uses ``open``, which writes everything as a fresh snapshot and drops the journals, and ``close``,
+  which does the same on a clean stop, leaving one file. Moving a checkpoint aside is
+  ``CheckpointFiles.move_aside`` (``siem-agent checkpoint reset``).
 
 It only ever holds acknowledged progress (see ``agent.pipeline.acks``) and never resets itself.
 """
@@ -222,10 +225,3 @@ class CheckpointStore:
         self.wait_compaction()
         if self.files.journal.exists() or self.files.old_journal.exists():
             self.rewrite()
-
-    def reset(self) -> list[Path]:
-        """Move the snapshot and its journals aside (``<file>.reset-<time>``); return where they went."""
-        stamp = self._now().replace(":", "").replace("-", "")
-        moved = self.files.move_aside(stamp)
-        self.streams, self.lsn, self._pending = {}, 0, []
-        return moved

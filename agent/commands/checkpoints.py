@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.checkpoint import CheckpointStore
+from agent.checkpoint.files import file_stamp
 from agent.checkpoint.sources import source_dir, source_of, source_store, stored_sources
 from agent.checkpoint.state import StreamState
 from agent.clock import Clock, now_str
@@ -143,7 +144,7 @@ def reset(
     locks = []
     try:
         locks += [_locked(state_dir, source) for source in sources]
-        stamp = now().replace(":", "").replace("-", "")
+        stamp = file_stamp(now())
         moved = _legacy(state_dir, name, clock).files.move_aside(stamp)
         for source in sources:
             moved += source_store(state_dir, source, name, now).files.move_aside(stamp)

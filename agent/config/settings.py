@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agent.errors import ConfigError
-from agent.shard import ShardConfig
+from agent.shard import ShardConfig, tenant_app_key
 from agent.sinks.config import SinkConfig
 from agent.sources.config import SourceConfig
 from agent.writeback.config import WritebackConfig
@@ -141,7 +141,7 @@ class SourceRef(BaseModel):
     authority_url: str | None = None
 
     def app_key(self) -> tuple[str, str, str]:
-        return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
+        return tenant_app_key(self.authority_url, self.cloud, self.tenant_id, self.client_id)
 
 
 class StateSettings(_FileThenEnvironment):

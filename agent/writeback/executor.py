@@ -32,7 +32,7 @@ from agent.retry import backoff
 from agent.sources.graph.client import BudgetTimeout
 from agent.sources.graph.writes import GraphError, GraphWriteError, GraphWrites, WriteThrottled
 from agent.timestamps import format_dt, parse, sort_key
-from agent.writeback.queue import WriteRequest
+from agent.writeback.queue import STEPS, WriteRequest
 from agent.writeback.versions import OwnVersions
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,17 @@ class Executor:
 
         ``deadline`` (a ``clock.monotonic()`` value) bounds the retrying. Raises ``GaveUp`` when the
         policy or the deadline ends it; cancellation leaves the step ``sending`` (checked next time).
+        However it ends, the request's send times are forgotten (they only matter between retries).
         """
+        try:
+            return await self._deliver(req, policy, deadline)
+        finally:
+            for step in STEPS:
+                self._since.pop((req.id, step), None)
+
+    async def _deliver(
+        self, req: WriteRequest, policy: RetryPolicy, deadline: float | None
+    ) -> GraphError | None:
         failures = throttled = 0
         for _ in range(1_000_000):
             steps = req.open_steps()

@@ -12,8 +12,9 @@ it is sent again (``agent.writeback.executor``). Records::
 
 Bounded: at most ``max_queued`` unfinished requests (``submit`` raises ``QueueFull``), and finished
 ones are kept ``retention_secs`` but never more than ten times ``max_queued`` (oldest forgotten
-first). The journal is compacted at startup and whenever it holds four times more records than
-requests (plus 1000).
+first). The journal is compacted at startup and whenever the records appended since the last
+compaction exceed four per request it then held, plus 1000 (so it stays proportional to what is
+remembered, and expired requests are forgotten as it runs, not only at startup).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class RequestQueue:
         self.retention_secs = retention_secs
         self._requests: dict[str, WriteRequest] = {}
         self._keys: dict[tuple[str, str], str] = {}
+        #: Requests remembered right after the last compaction (what the journal then held).
+        self._compacted_size = 0
 
     # -- startup -------------------------------------------------------------------------------
 
@@ -271,13 +274,14 @@ class RequestQueue:
             record["error"] = error
         self.journal.append(record)
         req.state, req.error, req.updated = state, error, now
-        if self.journal.appended > 4 * len(self._requests) + 1000:
+        if self.journal.appended > 4 * self._compacted_size + 1000:
             self._forget_old()
             self.compact()
 
     def compact(self) -> None:
         """Rewrite the journal as one snapshot record per remembered request."""
         self.journal.compact(r.to_record() for r in self._requests.values())
+        self._compacted_size = len(self._requests)
 
     def _forget_old(self) -> None:
         horizon = sort_key(format_dt(self._clock.now() - timedelta(seconds=self.retention_secs)))

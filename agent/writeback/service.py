@@ -3,9 +3,11 @@
 ``WritebackService`` (when ``[writeback] enabled``): loads the durable queue from
 ``<state_dir>/<name>.writeback.jsonl``, gives every Graph source a worker that writes through the
 source's own ``GraphClient`` (one credential, one token cache, one rate budget, on which it attaches
-the poll/write ``BudgetShare``), and serves the API on ``address:port``. ``stop`` closes the listener
-and cancels the workers: nothing needs draining, the queue is durable and a step cut off in flight is
-checked against Graph on the next start.
+the poll/write ``BudgetShare``: one per budget, from the budget's own rate), and serves the API on
+``address:port``. ``stop`` closes the listener and cancels the workers: nothing needs draining, the
+queue is durable and a step cut off in flight is checked against Graph on the next start. Requests
+found queued at startup for a source no longer configured fail with ``unknownSource`` (audited,
+counted), instead of waiting forever for a worker.
 
 Loop control does not need the API: ``own_versions`` opens the shared versions file the API's workers
 and ``siem-agent alerts update`` write, for every run.
@@ -25,9 +27,11 @@ from prometheus_client import CollectorRegistry
 
 from agent.clock import Clock
 from agent.errors import ConfigError
+from agent.sources.graph.budget import RateBudget
 from agent.sources.graph.share import BudgetShare
 from agent.sources.graph.source import GraphSecuritySource
 from agent.sources.graph.writes import GraphWrites
+from agent.writeback import audit
 from agent.writeback.config import WritebackConfig
 from agent.writeback.executor import Executor, RetryPolicy
 from agent.writeback.journal import Journal
@@ -42,6 +46,8 @@ from agent.writeback.worker import SourceWorker
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+#: The error code of requests failed at startup because their source is no longer configured.
+UNKNOWN_SOURCE = "unknownSource"
 #: Tokens shorter than this draw a warning at startup.
 SHORT_TOKEN_CHARS = 16
 
@@ -105,15 +111,22 @@ class WritebackService:
                     "Executing write-back requests queued before the source moved to another shard.",
                     extra={"source": name, "queued": len(self.queue.unfinished(name))},
                 )
+            else:
+                self._fail_unknown(name)
         for token in cfg.tokens:
             if len(token.token.get_secret_value()) < SHORT_TOKEN_CHARS:
                 log.warning(
                     "Write-back token is short; use at least 16 random characters.",
                     extra={"token_name": token.name},
                 )
+        shared: list[RateBudget] = []
         for name, source in writers.items():
             client = source.client()
-            client.budget.share = BudgetShare(source.config.requests_per_minute, cfg.budget_share)
+            if not any(client.budget is b for b in shared):
+                # Sources of one tenant and app share one budget: one share, from the budget's own
+                # rate (the first source's; a later source's requests_per_minute does not change it).
+                client.budget.share = BudgetShare(client.budget.limit, cfg.budget_share)
+                shared.append(client.budget)
             executor = Executor(
                 GraphWrites(client, source.graph_root),
                 self.queue,
@@ -157,6 +170,25 @@ class WritebackService:
             raise ConfigError(
                 [f"writeback: cannot listen on {cfg.address}:{cfg.port}: {exc.strerror}"]
             ) from None
+
+    def _fail_unknown(self, source: str) -> None:
+        """Finish the requests queued for a source no longer configured: no worker would ever run
+        them, and they would count against ``queue_max_requests`` forever."""
+        stranded = self.queue.unfinished(source)
+        log.warning(
+            "Write-back requests queued for a source that is no longer configured are failed.",
+            extra={"source": source, "requests": len(stranded)},
+        )
+        for req in stranded:
+            self.queue.finish(
+                req,
+                {
+                    "code": UNKNOWN_SOURCE,
+                    "message": f"source {source!r} is no longer configured; the request was not sent",
+                },
+            )
+            audit.finished(req)
+            self._finished(req)
 
     def _tls(self) -> ssl.SSLContext | None:
         tls = self.config.tls

@@ -8,7 +8,8 @@ back (``agent.writeback.loop``). Writes come from the running agent (the API's w
 ``<state_dir>/<name>.writeback-versions.jsonl`` (0600): every writer appends one line under an
 exclusive ``flock`` and fsyncs; the agent reads what others appended when the file grew
 (``refresh``: one ``stat`` per batch). Entries older than the retention are dropped when the agent
-rewrites the file (at startup and when it has grown to twice what is remembered).
+rewrites the file (at startup, and when the lines read since the last rewrite exceed twice what that
+rewrite kept, plus 1000).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from agent.clock import Clock
-from agent.durable import write_all
+from agent.durable import replace_atomically, write_all
 from agent.errors import StateError
 from agent.timestamps import format_dt, sort_key
 
@@ -54,27 +55,29 @@ class OwnVersions:
         self._offset = 0
         self._inode: int | None = None
         self._lines = 0
+        #: Entries the last rewrite kept (what the file then held).
+        self._compacted_size = 0
 
     # -- reading ---------------------------------------------------------------------------
 
     def refresh(self) -> None:
         """Read what was appended since the last look (cheap when nothing changed)."""
+        with contextlib.suppress(OSError):  # unreadable state dir: nothing to mark, never a reason to stop
+            self._read_tail()
+
+    def _read_tail(self) -> None:
+        """``refresh``, raising ``OSError`` (other than a missing file)."""
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return
-        except OSError:
-            return  # unreadable state dir: nothing to mark, never a reason to stop forwarding
         if st.st_ino != self._inode or st.st_size < self._offset:
             self._offset, self._inode, self._lines = 0, st.st_ino, 0
         if st.st_size == self._offset:
             return
-        try:
-            with self.path.open("rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read(st.st_size - self._offset)
-        except OSError:
-            return
+        with self.path.open("rb") as fh:
+            fh.seek(self._offset)
+            data = fh.read(st.st_size - self._offset)
         end = data.rfind(b"\n") + 1  # a line still being written is read next time
         for line in data[:end].split(b"\n"):
             self._take(line)
@@ -124,38 +127,41 @@ class OwnVersions:
     def compact(self) -> None:
         """Rewrite the file with the entries still within the retention (the agent, at startup).
 
+        The tail is read and the file replaced under the writers' flock, so a line another process
+        appends meanwhile waits for the lock and lands in the new file instead of being erased.
         No file yet: nothing to do (an agent that never wrote back creates none).
         """
         if not self.path.exists():
             return
-        self.refresh()
-        horizon = sort_key(format_dt(self._clock.now() - timedelta(seconds=self._retention)))
-        keep = {k: w for k, w in self._known.items() if _sortable(w.at) >= horizon}
-        lines = [_line(k, w) for k, w in keep.items()]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         with self._locked():
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                try:
-                    write_all(fd, b"".join(lines))
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.path)
+                self._read_tail()  # under the lock: nothing can be appended between this and the replace
+            except OSError as exc:
+                raise StateError(f"cannot read {self.path}: {exc.strerror}") from None
+            horizon = sort_key(format_dt(self._clock.now() - timedelta(seconds=self._retention)))
+            keep = {k: w for k, w in self._known.items() if _sortable(w.at) >= horizon}
+            try:
+                replace_atomically(self.path, b"".join(_line(k, w) for k, w in keep.items()))
             except OSError as exc:
                 raise StateError(f"cannot rewrite {self.path}: {exc.strerror}") from None
         self._known = keep
+        self._compacted_size = len(keep)
         self._scopes = {k[:2] for k in keep}
         self._offset, self._inode, self._lines = 0, None, 0
         self.refresh()
 
     def maybe_compact(self) -> None:
-        """Compact when the file holds twice as many lines as entries remembered (plus 1000)."""
-        if self._lines > 2 * len(self._known) + 1000:
+        """Compact when the file holds more than twice the lines the last rewrite left (plus 1000)."""
+        if self._lines > 2 * self._compacted_size + 1000:
             self.compact()
 
     @contextlib.contextmanager
     def _locked(self) -> Any:
-        """An append descriptor on the *current* file, under an exclusive flock."""
+        """An append descriptor on the *current* file, under an exclusive flock.
+
+        ``flock`` (not POSIX record locks, cf. ``agent.sourcelock``): it belongs to this descriptor's
+        open file, so ``refresh`` opening and closing the file meanwhile does not drop it.
+        """
         for _ in range(100):
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

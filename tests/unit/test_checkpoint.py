@@ -12,6 +12,8 @@ import orjson
 import pytest
 
 from agent.checkpoint import CheckpointStore
+from agent.clock import SystemClock
+from agent.commands.checkpoints import reset as reset_checkpoints
 from agent.errors import StateError
 from agent.model import Commit
 
@@ -218,10 +220,13 @@ class TestFailures:
         assert set(store(tmp_path).load()[S].seen) == {"a"}  # the torn tail is skipped
 
     def test_reset_moves_snapshot_and_journal_aside(self, tmp_path: Path) -> None:
-        """The escape hatch keeps both files for forensics and starts empty."""
+        """The escape hatch (``siem-agent checkpoint reset``) keeps both files for forensics and
+        starts empty."""
         s = store(tmp_path)
         s.path.write_bytes(b"garbage")
         s.files.journal.write_bytes(b"more garbage")
-        moved = s.reset()
+        said = reset_checkpoints(tmp_path, "agent", SystemClock(), None)
+        moved = sorted(tmp_path.glob("agent.checkpoint.*.reset-*"))
         assert sorted(p.read_bytes() for p in moved) == [b"garbage", b"more garbage"]
-        assert s.load() == {} and not s.exists()
+        assert all(str(p) in said for p in moved)
+        assert store(tmp_path).load() == {} and not s.exists()

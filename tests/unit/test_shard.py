@@ -10,10 +10,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.clock import SystemClock
 from agent.config import load_settings
+from agent.config.settings import SourceRef
 from agent.errors import ConfigError
 from agent.health import Health
 from agent.metrics import AgentMetrics
-from agent.shard import ShardConfig, owner, owners, shard_lines, spread
+from agent.shard import ShardConfig, owner, owners, shard_lines, spread, tenant_app_key
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
@@ -89,6 +90,38 @@ class TestShardConfig:
         data = settings()
         data["sources"].append({**data["sources"][0], "name": "b", "incidents": True})
         assert [s.name for s in load_settings(data=data).sources] == ["a", "b"]
+
+
+class TestAppKey:
+    @pytest.mark.parametrize(
+        "table",
+        [
+            {"tenant_id": "Contoso-Tenant", "client_id": "App-ID"},
+            {"tenant_id": "t", "client_id": "c", "cloud": "usgov"},
+            {"tenant_id": "t", "client_id": "c", "authority_url": "https://127.0.0.1:8443"},
+        ],
+    )
+    def test_the_secret_free_view_places_a_source_like_its_config(self, table: dict[str, Any]) -> None:
+        """``checkpoint show``/``reset`` (SourceRef) and the agent (the source config) must agree on
+        which sources share a tenant and app, or they would disagree on who owns a source."""
+        extra = {"graph_url": table["authority_url"]} if "authority_url" in table else {}
+        cfg = source(
+            "a",
+            tenant=table["tenant_id"],
+            client=table["client_id"],
+            **{k: v for k, v in {**table, **extra}.items() if k not in ("tenant_id", "client_id")},
+        )
+        ref = SourceRef(name="a", **table)
+        assert (
+            ref.app_key()
+            == cfg.app_key()
+            == tenant_app_key(
+                table.get("authority_url"),
+                table.get("cloud", "global"),
+                table["tenant_id"],
+                table["client_id"],
+            )
+        )
 
 
 class TestSharing:

@@ -150,6 +150,14 @@ class TestExecutor:
         )
         assert rig.env.sim.writes.applied == []
 
+    async def test_send_times_are_forgotten_when_graph_refuses_a_request(self, rig: Rig) -> None:
+        """The per-step send times kept between retries do not outlive a refused request."""
+        executor = rig.executor()
+        req = rig.submit("da000_missing", Update({"status": "resolved"}, "gone"))
+        refused = await executor.deliver(req, POLICY)
+        assert refused is not None and refused.status == 404
+        assert executor._since == {}
+
     async def test_5xx_is_retried_with_backoff_and_checked(self, rig: Rig) -> None:
         """503s that applied nothing: checked (not there), sent again, applied once."""
         alert = rig.env.sim.add_alerts(1)[0]

@@ -4,9 +4,10 @@ journal and queue, the shared own-versions file, loop control and the codecs' ma
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import stat
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,23 @@ class TestQueue:
         again = _queue(tmp_path, clock, retention=60)
         assert again.get(old.id) is None and again.get(pending.id) is not None
 
+    def test_update_only_requests_compact_the_journal_and_expire_while_running(self, tmp_path: Path) -> None:
+        """The commonest workload (changes, no comment: four records per request) compacts as it runs
+        and forgets finished requests past the retention, without a restart."""
+        clock = VirtualClock()
+        q = _queue(tmp_path, clock, max_queued=1000, retention=60)
+        first = None
+        for _ in range(2000):
+            req = q.submit("sim", "alert", "a", Update({"status": "resolved"}), "x")
+            q.step(req, "update", "sending")
+            q.step(req, "update", "sent", "2026-01-01T00:00:00Z")
+            q.finish(req)
+            first = first or req
+            clock.t += 1
+        assert first is not None and q.get(first.id) is None, "finished past the retention: forgotten"
+        assert len(q) < 1000
+        assert len(q.journal.path.read_bytes().splitlines()) < 4 * 2000 // 2, "compacted while running"
+
 
 class TestOwnVersionsAndLoop:
     def _alert(self, version: str, alert_id: str = "da1") -> dict[str, Any]:
@@ -353,6 +371,67 @@ class TestOwnVersionsAndLoop:
         fresh.refresh()
         assert fresh.lookup("sim", "alert", "old", "2026-01-01T00:00:00Z") is None
         assert fresh.lookup("sim", "alert", "newer", "2026-01-01T00:02:00Z") is not None
+
+    def test_a_line_another_process_appends_during_compaction_survives(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The CLI appends right after the agent read the file for its compaction: not erased.
+
+        The CLI's append is made when the writers' lock lets it (a blocked process appends once the
+        lock is released), so the test needs no thread and no waiting.
+        """
+        clock, agent_clock = VirtualClock(), VirtualClock()
+        path = tmp_path / "v.jsonl"
+        agent_side = OwnVersions(path, agent_clock, 3600)
+        cli_side = OwnVersions(path, clock, 3600)
+        agent_side.add("sim", "alert", "da1", "2026-01-01T00:00:01Z", "r1", "splunk")
+        deferred: list[bool] = []
+
+        def cli_append() -> None:
+            cli_side.add("sim", "alert", "da2", "2026-01-01T00:00:02Z", "r2", "cli")
+
+        def lock_is_free() -> bool:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(fd)
+            return True
+
+        real_now = agent_clock.now
+
+        def now_then_cli_appends() -> datetime:
+            """Compaction asks the time (its retention horizon) once it has read the file."""
+            if not deferred:
+                deferred.append(not lock_is_free())
+                if not deferred[0]:
+                    cli_append()
+            return real_now()
+
+        monkeypatch.setattr(agent_clock, "now", now_then_cli_appends)
+        agent_side.compact()
+        if deferred[0]:
+            cli_append()  # the lock is released: the waiting writer appends now
+        fresh = OwnVersions(path, clock, 3600)
+        fresh.refresh()
+        assert fresh.lookup("sim", "alert", "da2", "2026-01-01T00:00:02Z") is not None
+        assert fresh.lookup("sim", "alert", "da1", "2026-01-01T00:00:01Z") is not None
+        assert deferred == [True], "the file is read and replaced under the writers' lock"
+
+    def test_the_running_agent_compacts_as_versions_accumulate(self, tmp_path: Path) -> None:
+        """One new version per write (the usual case): maybe_compact rewrites the file as it grows,
+        dropping entries past the retention."""
+        clock = VirtualClock()
+        v = OwnVersions(tmp_path / "v.jsonl", clock, 60)
+        for i in range(3000):
+            v.add("sim", "alert", f"a{i}", "2026-01-01T00:00:00Z", f"r{i}", "x")
+            v.maybe_compact()
+            clock.t += 1
+        assert v.lookup("sim", "alert", "a0", "2026-01-01T00:00:00Z") is None, "expired: dropped"
+        assert v.lookup("sim", "alert", "a2999", "2026-01-01T00:00:00Z") is not None
+        assert len((tmp_path / "v.jsonl").read_bytes().splitlines()) < 3000 // 2, "rewritten while running"
 
     @pytest.mark.parametrize("forward", [True, False])
     async def test_loop_control_marks_or_holds_back_only_own_versions(
