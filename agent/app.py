@@ -302,7 +302,8 @@ class Agent:
         if cfg is None:
             return None
         src = build_source(cfg, self.clock, self.metrics, self.shared)
-        assert isinstance(src, GraphSecuritySource)
+        if not isinstance(src, GraphSecuritySource):  # no Graph writes through it: unknown to write-back
+            return None
         self._adopted.append(src)
         return src
 
