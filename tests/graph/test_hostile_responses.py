@@ -105,7 +105,8 @@ class TestNextLinks:
         line = errors(caplog, "bad/alerts_v2/all")[0]
         assert "outside the configured Graph root" in line and "not followed" in line
         assert "$skiptoken" not in line  # origin and path only
-        assert liar.client_secret not in caplog.text
+        leaked = liar.client_secret in caplog.text
+        assert not leaked, "the client secret leaked into the log"
         assert not any("Bearer" in r.getMessage() + str(r.__dict__) for r in caplog.records)
         assert (
             harness.metric("siem_agent_poll_errors_total", stream="bad/alerts_v2/all", reason="request") >= 2

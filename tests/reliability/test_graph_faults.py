@@ -167,7 +167,8 @@ async def test_graph_faults_lose_nothing_and_respect_retry_after_and_budget(
     assert "invalid_client (AADSTS7000215)" in rejected[0]["error"]
     throttled_lines = [r for r in logs if r.get("message") == "Graph throttled the tenant (429)."]
     assert len(throttled_lines) == 1, throttled_lines
-    assert sim.client_secret not in agent.log_text()
+    leaked = sim.client_secret in agent.log_text()
+    assert not leaked, "the client secret leaked into the agent's log"
     # Transient failures: at most one line per failed request (no amplification, no tracebacks).
     failed = [r for r in reqs if r.status >= 500]
     lines = [
