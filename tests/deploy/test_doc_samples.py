@@ -47,12 +47,25 @@ def test_ecs_promotable_and_complete(alert: dict[str, Any]) -> None:
         assert ip["ipAddress"] in values(doc["related"]["ip"])
 
 
+def first_file(alert: dict[str, Any]) -> dict[str, Any] | None:
+    """The first file evidence's fileDetails that names a directory and a file, if any."""
+    for f in evidence(alert, "fileEvidence"):
+        d = f.get("fileDetails") or {}
+        if isinstance(d.get("filePath"), str) and isinstance(d.get("fileName"), str):
+            return d
+    return None
+
+
 @pytest.mark.parametrize("alert", ALERTS, ids=IDS)
 def test_cef_file_path_ends_with_the_file_name(alert: dict[str, Any]) -> None:
-    """CEF filePath is the full path (CommonSecurityLog.FilePath)."""
+    """CEF filePath is the full path (CommonSecurityLog.FilePath): present exactly when the alert has
+    file evidence, ending with that evidence's file name."""
     _, ext = parse_cef(serializer({"type": "cef"}).encode(alert).decode())
-    if "filePath" in ext:
-        assert ext["filePath"].endswith("\\" + ext["fname"]) or ext["filePath"].endswith("/" + ext["fname"])
+    details = first_file(alert)
+    assert ("filePath" in ext) == (details is not None), (ext.get("filePath"), details)
+    if details is not None:
+        name = details["fileName"]
+        assert ext["filePath"].endswith("\\" + name) or ext["filePath"].endswith("/" + name), ext["filePath"]
 
 
 def test_leef_event_ids_come_from_a_small_set() -> None:

@@ -10,9 +10,10 @@ simulator shows that was not acknowledged yet (unless late ingestion is part of 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,10 @@ def graph_times(sim: GraphSimulator, pred: Callable[[Any], bool] = lambda r: Tru
 def overlap_floor(cursor: str, overlap_secs: float) -> str:
     """What the next poll asks for."""
     return minus_seconds(cursor, overlap_secs)
+
+
+def busiest_minute(times: Iterable[float]) -> int:
+    """The most of ``times`` (seconds, any order) that any 60-second window [t, t + 60) holds: what a
+    per-minute budget is checked against."""
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, t + 60.0) - i for i, t in enumerate(ordered)), default=0)

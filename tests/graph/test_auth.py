@@ -87,7 +87,8 @@ class TestCredentials:
         await until(lambda: len(sim.token_requests()) >= 2, 5, "retried token requests")
         assert "AADSTS700027" in log_text(caplog)
         assert harness.delivered == []
-        assert PASSPHRASE not in log_text(caplog)
+        leaked = PASSPHRASE in log_text(caplog)
+        assert not leaked, "the certificate passphrase leaked into the log"
 
     async def test_workload_identity_reads_the_token_file_fresh(
         self,
@@ -189,7 +190,8 @@ class TestCredentials:
             PASSPHRASE,
             *issued,
         ):
-            assert secret not in text, secret
+            leaked = secret in text
+            assert not leaked, "a credential leaked into the log"
 
 
 class TestClouds:

@@ -9,24 +9,17 @@ of requests (issue #14's scenario: 660 alerts in pages of 10 under 60/min with 4
 
 from __future__ import annotations
 
-import bisect
 import math
 from pathlib import Path
 
 from agent.simulator.server import GraphSimulator, Seen, backdate, throttled, unavailable
 from tests.graph.conftest import SimFactory
-from tests.graph.harness import Harness, expected_versions, source_table
+from tests.graph.harness import Harness, busiest_minute, expected_versions, source_table
 from tests.support.clock import ScaledClock
 from tests.support.wait import until
 
 SCALE = 30.0
 RPM = 60
-
-
-def busiest_minute(times: list[float]) -> int:
-    """The most requests any 60-second window of ``times`` holds."""
-    times = sorted(times)
-    return max((bisect.bisect_left(times, t + 60.0) - i for i, t in enumerate(times)), default=0)
 
 
 def faults_after(plan: dict[int, object]) -> object:

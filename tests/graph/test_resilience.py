@@ -275,7 +275,8 @@ class TestTokens:
             ),
             5,
         )
-        assert sim.client_secret not in log_text(caplog)
+        leaked = sim.client_secret in log_text(caplog)
+        assert not leaked, "the client secret leaked into the log"
 
     async def test_token_endpoint_5xx_is_transient(
         self, make_sim: SimFactory, harness: Harness, ca: Path, caplog: pytest.LogCaptureFixture

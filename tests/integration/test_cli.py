@@ -159,7 +159,8 @@ class TestProcessLifecycle:
         assert code == 0
         assert proc.stderr is not None
         logs = (await proc.stderr.read()).decode()
-        assert graph_sim.sim.client_secret not in logs
+        leaked = graph_sim.sim.client_secret in logs
+        assert not leaked, "the client secret leaked into the logs"
         assert len(read_checkpoint(state, "cli")["sim/alerts_v2/all"]["seen"]) == 30
         files = [p for p in (state / "sources" / "sim").iterdir() if p.name.startswith("checkpoint.")]
         assert files and all(oct(p.stat().st_mode & 0o777) == "0o600" for p in files)

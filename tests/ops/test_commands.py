@@ -115,7 +115,9 @@ class TestCheckConnectivity:
         refused = f"cannot connect to 127.0.0.1:{closed}"
         assert f"sink webhook: FAILED (HEAD http://127.0.0.1:{closed}/in: {refused}" in out, out
         assert f"sink es: FAILED (GET http://127.0.0.1:{closed}/: {refused}" in out, out
-        assert H.TOKEN not in out + err and "Traceback" not in err
+        leaked = H.TOKEN in out + err
+        assert not leaked, "the token leaked into the command's output"
+        assert "Traceback" not in err
 
     async def test_an_unexpected_sink_error_is_a_failed_line(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

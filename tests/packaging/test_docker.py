@@ -163,19 +163,24 @@ class TestDockerfile:
         wanted = [Requirement(r) for r in project["project"]["dependencies"]]
         wanted += [Requirement(r) for r in project["build-system"]["requires"]]
         text = re.sub(r"\\\n\s*", " ", (ROOT / "requirements.lock").read_text())
-        pinned: dict[str, tuple[str, int]] = {}
-        for line in text.splitlines():
-            match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)((?:\s+--hash=sha256:[0-9a-f]{64})+)", line)
-            if match:
-                pinned[canonicalize_name(match.group(1))] = (match.group(2), match.group(3).count("--hash"))
+        pinned: dict[str, str] = {}
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            # Each requirement line on its own: pinned to one version, and with at least one hash.
+            requirement, *options = line.split()
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+!-]+)", requirement)
+            assert match, f"requirements.lock: {requirement!r} is not pinned as name==version"
+            hashes = [o for o in options if re.fullmatch(r"--hash=sha256:[0-9a-f]{64}", o)]
+            assert hashes, f"requirements.lock: {requirement} has no --hash=sha256:"
+            pinned[canonicalize_name(match.group(1))] = match.group(2)
+        assert pinned, "requirements.lock pins nothing"
         for req in wanted:
             name = canonicalize_name(req.name)
             assert name in pinned, f"{req.name} is not in requirements.lock"
-            version, hashes = pinned[name]
-            assert hashes >= 1 and req.specifier.contains(version), (
-                f"{req.name}=={version} vs {req.specifier}"
-            )
-        assert all(n for n, _ in pinned.values())
+            version = pinned[name]
+            assert req.specifier.contains(version), f"{req.name}=={version} vs {req.specifier}"
         copied = " ".join(a for o, a, s in instructions() if o == "COPY" and s == 0)
         assert "requirements.lock" in copied
         froms = [a for o, a, _ in instructions() if o == "FROM"]

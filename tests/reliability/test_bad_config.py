@@ -194,7 +194,8 @@ def test_broken_config_is_one_clear_line_per_problem(tmp_path: Path, edit: Edit,
     for (code, out, err), cmd in zip(both_commands(config), ("validate", "run"), strict=True):
         assert code == EXIT_CONFIG, f"{cmd}: exit {code}\n{err}"
         assert "Traceback" not in err, f"{cmd}:\n{err}"
-        assert SECRET not in err and SECRET not in out
+        leaked = SECRET in err or SECRET in out
+        assert not leaked, "the secret leaked into the command's output"
         got = sorted(err.splitlines())
         assert len(got) == len(want), f"{cmd}: {got}"
         for line, expected_line in zip(got, want, strict=True):

@@ -160,7 +160,8 @@ async def test_receiver_outage_pauses_polling_bounded_memory_readyz_and_no_loss(
     assert set(ids) == expected
     duplicates = sum(n - 1 for n in Counter(ids).values())
     assert duplicates <= BATCH_MAX_EVENTS + PAGE_SIZE - 1, duplicates
-    assert graph_sim.sim.client_secret not in agent.log_text()
+    leaked = graph_sim.sim.client_secret in agent.log_text()
+    assert not leaked, "the client secret leaked into the agent's log"
 
 
 async def ready_again(port: int) -> bool:

@@ -44,8 +44,10 @@ def log_text(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def assert_not_leaked(text: str, proxy: ConnectProxy) -> None:
-    assert PROXY_PASSWORD not in text
-    assert with_credentials(proxy) not in text
+    leaked = PROXY_PASSWORD in text
+    assert not leaked, "the proxy password leaked into the text"
+    leaked = with_credentials(proxy) in text
+    assert not leaked, "the proxy URL with credentials leaked into the text"
 
 
 class TestSplunkHec:

@@ -116,7 +116,8 @@ class TestFailures:
         sink = build(table(fake_hec, token=token or H.TOKEN), ctx)
         with pytest.raises(TransientSinkError, match="credentials refused") as info:
             await sink.send(events(1))
-        assert H.TOKEN not in str(info.value) and H.TOKEN not in caplog.text
+        leaked = H.TOKEN in str(info.value) or H.TOKEN in caplog.text
+        assert not leaked, "the HEC token leaked into the error or the log"
         await sink.aclose()
 
     async def test_invalid_event_rejected_rest_retried(self, fake_hec: FakeHec, ctx: SinkContext) -> None:

@@ -181,9 +181,9 @@ async def test_a_frozen_receiver_is_waited_for_without_duplicates(
         if rcv.process is not None and rcv.process.poll() is None:
             rcv.thaw()
     await sink.aclose()
-    deadline = time.monotonic() + 30
-    while len(rcv.id_counts(ALERT_ID)) < len(alerts) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: len(rcv.id_counts(ALERT_ID)) >= len(alerts), timeout=30, what=f"all {len(alerts)} alerts"
+    )
     counts = rcv.id_counts(ALERT_ID)
     assert len(counts) == len(alerts), f"{len(alerts) - len(counts)} missing"
     duplicated = [i for i, n in counts.items() if n > 1]

@@ -167,7 +167,9 @@ class TestApiEndToEnd:
                     break
                 assert j - i + 1 <= BURST + d * RPM / 60 + 1, f"{j - i + 1} requests in {d:.2f}s"
         log = agent.log_text()
-        assert TOKEN not in log and "Traceback" not in log
+        leaked = TOKEN in log
+        assert not leaked, "the token leaked into the agent's log"
+        assert "Traceback" not in log
         assert [r for r in agent.log_records() if r.get("level") in ("error", "critical")] == []
 
 
@@ -264,4 +266,5 @@ class TestCliEndToEnd:
         assert (
             code == 1 and "source sim write-back: FAILED (SecurityAlert.ReadWrite.All not granted" in out
         ), out
-        assert TOKEN not in out
+        leaked = TOKEN in out
+        assert not leaked, "the token leaked into the command's output"

@@ -152,7 +152,9 @@ class TestSplunkAlertAction:
         assert again == 0 and len(sim.writes.applied) == 4, "Idempotency-Key: a re-run queues nothing new"
         assert refused == 4 and "refused: HTTP 400" in refused_err and "status 'closed'" in refused_err
         assert "has no 'id' field" in err and "queued as request" in err
-        assert TOKEN not in err + refused_err and splunkd.asked[0] == "siem-agent-writeback:splunk:"
+        leaked = TOKEN in err + refused_err
+        assert not leaked, "the token leaked into the command's stderr"
+        assert splunkd.asked[0] == "siem-agent-writeback:splunk:"
         first = live.agent.writeback.queue.get(next(iter(live.agent.writeback.queue)).id)  # type: ignore[union-attr]
         assert (
             first is not None and first.key == f"splunk-scheduler__admin__search__RMD5_at_1732960000_17-{a}"

@@ -137,7 +137,8 @@ class TestConfig:
             load_settings(data=settings)
         text = "\n".join(err.value.problems)
         assert needle in text, text
-        assert "secret" not in text
+        leaked = "secret" in text
+        assert not leaked, "the secret leaked into the problems"
 
 
 class TestClaims:
