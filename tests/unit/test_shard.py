@@ -144,3 +144,21 @@ def test_readyz_lists_a_waiting_stream_without_failing_readiness() -> None:
     assert ready and lines == ["stream a/alerts_v2/all: waiting (its source's lock is held by pod-1 pid 7)"]
     h.waiting("a/alerts_v2/all", None)
     assert h.report() == (True, [])
+
+
+def test_per_tenant_false_first_scrape_shows_what_refreshers_just_set() -> None:
+    """The ``_all`` gauges combine after the refreshers that set their per-key values, not before."""
+    reg = CollectorRegistry()
+    m = AgentMetrics(reg, per_tenant=False)
+    lag = {"a/alerts_v2/all": 5.0, "b/alerts_v2/all": 7.0}
+
+    def refresh_lag() -> None:  # like the commit path's: sets the lag gauge on every scrape
+        for stream, value in lag.items():
+            m.checkpoint_lag.labels(stream).set(value)
+
+    m.add_refresher(refresh_lag)
+    m.refresh()
+    assert 'siem_agent_checkpoint_lag_seconds{stream="_all"} 7.0' in generate_latest(reg).decode()
+    lag["a/alerts_v2/all"] = 30.0
+    m.refresh()
+    assert 'siem_agent_checkpoint_lag_seconds{stream="_all"} 30.0' in generate_latest(reg).decode()
