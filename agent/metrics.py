@@ -28,7 +28,6 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry, per_tenant: bool = True) -> None:
         self.registry = registry
-        self.per_tenant = per_tenant
         self._refreshers: list[Callable[[], None]] = []
         #: The ``_all`` stand-ins' refreshes: after every other refresher, so they combine current values.
         self._collapse_refreshers: list[Callable[[], None]] = []

@@ -39,8 +39,6 @@ INCIDENTS_PATH = "/v1.0/security/incidents"
 #: Attempts per request during a health check: enough to ride out one blip, short enough to answer.
 HEALTHCHECK_ATTEMPTS = 2
 
-_StreamJob = Callable[[StreamPoller], Coroutine[Any, Any, None]]
-
 
 class GraphSecuritySource:
     """Polls one tenant's alerts_v2 (per serviceSource) and optionally its incidents."""
@@ -107,9 +105,6 @@ class GraphSecuritySource:
             self._client = GraphClient.connect(self.config, self._clock, self._metrics, self.shared)
         return self._client
 
-    def _connect(self) -> GraphClient:
-        return self.client()
-
     async def _each_stream(
         self,
         client: GraphClient,
@@ -136,7 +131,7 @@ class GraphSecuritySource:
     async def run(self, ctx: SourceContext) -> None:
         """Poll every stream concurrently until ``ctx.stop``; returns when all streams have returned."""
         cfg = self.config
-        client = self._connect()
+        client = self.client()
         tokens = self._metrics.rate_budget_tokens.labels(cfg.tenant_id)
         self._metrics.add_refresher(lambda: tokens.set(client.budget.available()))
         log.info(
@@ -168,7 +163,7 @@ class GraphSecuritySource:
                 return
             log.info("Window read.", extra={"stream": poller.stream})
 
-        await self._each_stream(self._connect(), ctx, one)
+        await self._each_stream(self.client(), ctx, one)
 
     async def healthcheck(self) -> str:
         """A token, then ``$top=1`` on each collection the source reads (two attempts per request).
