@@ -63,6 +63,8 @@ class GraphSecuritySource:
         self._clock = clock
         self._metrics = metrics
         self._client: GraphClient | None = None
+        #: Whether this source (without a ``shared``) registered its budget-tokens refresher.
+        self._tokens_exported = False
         #: The ``roles`` claim of the token ``healthcheck`` acquired (``None``: not a readable JWT).
         self.granted_roles: list[str] | None = None
 
@@ -132,8 +134,7 @@ class GraphSecuritySource:
         """Poll every stream concurrently until ``ctx.stop``; returns when all streams have returned."""
         cfg = self.config
         client = self.client()
-        tokens = self._metrics.rate_budget_tokens.labels(cfg.tenant_id)
-        self._metrics.add_refresher(lambda: tokens.set(client.budget.available()))
+        self._export_tokens()
         log.info(
             "Graph source started.",
             extra={
@@ -145,6 +146,22 @@ class GraphSecuritySource:
             },
         )
         await self._each_stream(client, ctx, StreamPoller.run)
+
+    def _export_tokens(self) -> None:
+        """The budget's tokens as a gauge: one refresher per budget (shared) or per source (its own)."""
+        if self.shared is not None:
+            self.shared.export_tokens(self.config, self._metrics)
+            return
+        if self._tokens_exported:
+            return
+        self._tokens_exported = True
+        tokens = self._metrics.rate_budget_tokens.labels(self.config.tenant_id)
+
+        def refresh() -> None:
+            if self._client is not None:  # the source's current client (a new one after aclose)
+                tokens.set(self._client.budget.available())
+
+        self._metrics.add_refresher(refresh)
 
     async def read_window(self, ctx: SourceContext, start: str, end: str) -> None:
         """Read ``[start, end)`` of every stream once (see ``Source.read_window``).
