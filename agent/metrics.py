@@ -28,8 +28,9 @@ class AgentMetrics:
 
     def __init__(self, registry: CollectorRegistry, per_tenant: bool = True) -> None:
         self.registry = registry
-        self.per_tenant = per_tenant
         self._refreshers: list[Callable[[], None]] = []
+        #: The ``_all`` stand-ins' refreshes: after every other refresher, so they combine current values.
+        self._collapse_refreshers: list[Callable[[], None]] = []
         ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         PlatformCollector(registry=registry)
         p = "siem_agent_"
@@ -259,7 +260,7 @@ class AgentMetrics:
         for attr, combine in gauges.items():
             collapsed = Collapsed(getattr(self, attr), combine)
             setattr(self, attr, cast(Any, collapsed))
-            self.add_refresher(collapsed.refresh)
+            self._collapse_refreshers.append(collapsed.refresh)
 
     def count_suppressed_lines(self, total: Callable[[], int]) -> None:
         """Export ``total()`` (log lines the repeat filter held back so far) on every refresh."""
@@ -280,4 +281,6 @@ class AgentMetrics:
     def refresh(self) -> None:
         """Bring time-dependent gauges (checkpoint lag, rate-budget tokens) up to date."""
         for refresh in self._refreshers:
+            refresh()
+        for refresh in self._collapse_refreshers:
             refresh()

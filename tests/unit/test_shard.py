@@ -3,6 +3,7 @@ spread first polls, one budget and credential per (cloud, tenant, app), collapse
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from agent.errors import ConfigError
 from agent.health import Health
 from agent.metrics import AgentMetrics
 from agent.shard import ShardConfig, owner, owners, shard_lines, spread, tenant_app_key
+from agent.sources.base import SourceContext
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
@@ -177,3 +179,52 @@ def test_readyz_lists_a_waiting_stream_without_failing_readiness() -> None:
     assert ready and lines == ["stream a/alerts_v2/all: waiting (its source's lock is held by pod-1 pid 7)"]
     h.waiting("a/alerts_v2/all", None)
     assert h.report() == (True, [])
+
+
+def test_per_tenant_false_first_scrape_shows_what_refreshers_just_set() -> None:
+    """The ``_all`` gauges combine after the refreshers that set their per-key values, not before."""
+    reg = CollectorRegistry()
+    m = AgentMetrics(reg, per_tenant=False)
+    lag = {"a/alerts_v2/all": 5.0, "b/alerts_v2/all": 7.0}
+
+    def refresh_lag() -> None:  # like the commit path's: sets the lag gauge on every scrape
+        for stream, value in lag.items():
+            m.checkpoint_lag.labels(stream).set(value)
+
+    m.add_refresher(refresh_lag)
+    m.refresh()
+    assert 'siem_agent_checkpoint_lag_seconds{stream="_all"} 7.0' in generate_latest(reg).decode()
+    lag["a/alerts_v2/all"] = 30.0
+    m.refresh()
+    assert 'siem_agent_checkpoint_lag_seconds{stream="_all"} 30.0' in generate_latest(reg).decode()
+
+
+async def test_one_budget_tokens_refresher_per_budget_however_many_sources_and_runs() -> None:
+    shared = GraphShared(SystemClock())
+    m = AgentMetrics(CollectorRegistry())
+    registered: list[object] = []
+    add = m.add_refresher
+    m.add_refresher = lambda refresh: (registered.append(refresh), add(refresh))[1]  # type: ignore[method-assign]
+
+    async def nothing(*args: Any) -> None:
+        return None
+
+    stop = asyncio.Event()
+    stop.set()  # every stream returns at once: only the start of run() matters here
+    ctx = SourceContext(emit=nothing, advance=nothing, state={}, stop=stop)
+    a = GraphSecuritySource(source("a"), SystemClock(), m, shared)
+    b = GraphSecuritySource(source("b"), SystemClock(), m, shared)  # same tenant and app: a's budget
+    c = GraphSecuritySource(source("c", tenant="other"), SystemClock(), m, shared)
+    own = GraphSecuritySource(source("d", tenant="own"), SystemClock(), m)  # a budget of its own
+    try:
+        for src in (a, b, a, c, own, own):  # a and own run twice (a restarted source)
+            await src.run(ctx)
+        assert len(registered) == 3  # t/app, other/app, own's
+        m.refresh()
+        text = generate_latest(m.registry).decode()
+        assert 'siem_agent_graph_rate_budget_tokens{tenant="t"}' in text
+        assert 'siem_agent_graph_rate_budget_tokens{tenant="other"}' in text
+    finally:
+        for src in (a, b, c, own):
+            await src.aclose()
+        await shared.aclose()

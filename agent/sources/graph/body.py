@@ -85,3 +85,13 @@ def parse_object(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BodyError("a body that is not a JSON object")
     return doc
+
+
+def graph_error(body: bytes) -> dict[str, Any]:
+    """The ``error`` object of Graph's error answer (``{"error": {"code", "message", "innerError"}}``);
+    ``{}`` when ``body`` has none (junk, not JSON, no such member)."""
+    try:
+        err = parse_object(body).get("error")
+    except BodyError:
+        return {}
+    return err if isinstance(err, dict) else {}

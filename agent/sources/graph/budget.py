@@ -30,9 +30,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from agent.clock import Clock
-from agent.sources.graph.share import BudgetShare, Kind
+from agent.sources.graph.share import WINDOW_SECS, BudgetShare, Kind
 
-WINDOW_SECS = 60.0
 #: The kind of every request the Graph source itself sends.
 POLL: Kind = "poll"
 #: Re-check interval while every slot is held by a request still on the way (answers arrive at any

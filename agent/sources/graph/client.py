@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import orjson
 
 from agent.clock import Clock
 from agent.entra import ClientCredential
@@ -42,7 +41,7 @@ from agent.metrics import AgentMetrics
 from agent.proxies import env_proxy
 from agent.retry import backoff, parse_retry_after
 from agent.sources.config import GraphSecuritySourceConfig
-from agent.sources.graph.body import ACCEPT_ENCODING, inflate, parse_object, read_limited
+from agent.sources.graph.body import ACCEPT_ENCODING, graph_error, inflate, parse_object, read_limited
 from agent.sources.graph.budget import POLL, RateBudget
 from agent.sources.graph.endpoints import endpoints_for, graph_credential
 from agent.sources.graph.pages import Origin, describe, same_origin
@@ -388,12 +387,8 @@ def _path(url: str) -> str:
 
 
 def _error_code(body: bytes) -> str:
-    try:
-        doc = orjson.loads(body)
-        code = doc["error"]["code"]
-        return str(code)[:100]
-    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
-        return "no error code"
+    err = graph_error(body)
+    return str(err["code"])[:100] if "code" in err else "no error code"
 
 
 def _headers(token: str, client_request_id: str) -> dict[str, str]:

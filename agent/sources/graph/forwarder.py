@@ -67,13 +67,26 @@ class StreamForwarder:
         self._clock = clock
         #: id -> time field forwarded (acknowledged at startup, plus what this run queued).
         self.emitted: dict[str, str] = dict(seen)
+        #: No remembered time orders before this ``sort_key`` (a lower bound, ``None``: unknown), so
+        #: ``prune`` can tell without scanning ``emitted`` that it has nothing to forget.
+        self._floor: str | None = None
 
-    def is_new(self, item_id: str, key: str) -> bool:
-        """Not forwarded yet: an unknown id, or (``forward_updates = "all"``) a later version of one."""
+    def _remember(self, key: str, value: str, sort: str) -> None:
+        self.emitted[key] = value
+        if self._floor is not None and sort < self._floor:
+            self._floor = sort
+
+    def is_new(self, item_id: str, key: str, value: str) -> bool:
+        """Not forwarded yet: an unknown id, or (``forward_updates = "all"``) a later version of one.
+
+        ``value`` is the item's time field, ``key`` its ``sort_key``.
+        """
         previous = self.emitted.get(item_id)
         if previous is None:
             return True
-        return self.by_version and key > sort_key(previous)
+        if not self.by_version or previous == value:  # a duplicate: no need to parse what is remembered
+            return False
+        return key > sort_key(previous)
 
     async def forward(self, items: list[dict[str, Any]], keys: list[str | None]) -> None:
         """Emit the new versions among ``items`` (``keys``: each one's ``sort_key``, or ``None`` when its
@@ -88,13 +101,13 @@ class StreamForwarder:
             if key is None or not isinstance(item_id, str) or not item_id:
                 await self._reject(item, item_id, seen)
                 continue
-            if not self.is_new(item_id, key):
+            ts = item[field]
+            if not self.is_new(item_id, key, ts):
                 duplicates += 1
                 continue
-            ts = item[field]
             fresh.append(item)
             seen[item_id] = ts
-            self.emitted[item_id] = ts
+            self._remember(item_id, ts, key)
         m.alerts_fetched.labels(self.stream).inc(len(items))
         m.alerts_new.labels(self.stream).inc(len(fresh))
         if duplicates:
@@ -110,7 +123,8 @@ class StreamForwarder:
         key = REJECTED + (str(item_id) if has_id else fingerprint(item))
         now = now_str(self._clock)
         first = key not in self.emitted
-        self.emitted[key] = seen[key] = now
+        seen[key] = now
+        self._remember(key, now, sort_key(now))
         if not first:
             return
         reason = f"no usable {self.time_field}" if has_id else "no id"
@@ -130,7 +144,15 @@ class StreamForwarder:
         """
         prune = horizon
         cut = sort_key(prune)
-        kept = {k: v for k, v in self.emitted.items() if sort_key(v) >= cut}
+        if len(self.emitted) <= max_ids and self._floor is not None and self._floor >= cut:
+            return prune, 0  # nothing older than the horizon, nothing beyond the cap: no scan
+        kept: dict[str, str] = {}
+        kept_keys: list[str] = []
+        for k, v in self.emitted.items():
+            sk = sort_key(v)
+            if sk >= cut:
+                kept[k] = v
+                kept_keys.append(sk)
         evicted = 0
         excess = len(kept) - max_ids
         if excess > 0:
@@ -140,5 +162,8 @@ class StreamForwarder:
             before = len(kept)
             kept = {k: v for k, v in kept.items() if sort_key(v) >= cut}
             evicted = before - len(kept)
+            self._floor = cut
+        else:
+            self._floor = min(kept_keys, default=None)
         self.emitted = kept
         return prune, evicted

@@ -90,11 +90,6 @@ class StreamPoller:
         self._rng = random.Random()
         self._stopping: asyncio.Task[bool] | None = None
 
-    @property
-    def emitted(self) -> dict[str, str]:
-        """The dedup memory: id -> time field forwarded."""
-        return self.forwarder.emitted
-
     async def _get(self, url: str, query: dict[str, str] | None) -> dict[str, Any]:
         """``client.get_json``, abandoned when the agent stops (budget and Retry-After waits can be long).
 

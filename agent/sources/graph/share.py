@@ -25,7 +25,6 @@ from typing import Literal
 WINDOW_SECS = 60.0
 
 Kind = Literal["poll", "write"]
-KINDS: tuple[Kind, Kind] = ("poll", "write")
 
 
 def _other(kind: Kind) -> Kind:

@@ -27,6 +27,7 @@ import aiohttp
 
 from agent.clock import Clock
 from agent.entra import ClientCredential
+from agent.metrics import AgentMetrics
 from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.budget import POLL, RateBudget
 
@@ -46,6 +47,8 @@ class GraphShared:
         self._budgets: dict[tuple[str, str, str], RateBudget] = {}
         self._credentials: dict[tuple[str, str, str], ClientCredential] = {}
         self._msal_sessions: dict[tuple[str | None, str | None, str], requests.Session] = {}
+        #: The budgets whose tokens a metrics refresher already exports.
+        self._exported: set[tuple[str, str, str]] = set()
 
     def ssl_context(self, ca_bundle: str | None) -> ssl.SSLContext:
         """The TLS client context trusting ``ca_bundle`` (or the system store), built once."""
@@ -87,6 +90,17 @@ class GraphShared:
         if budget is None:
             budget = self._budgets[key] = RateBudget(cfg.requests_per_minute, self._clock)
         return budget
+
+    def export_tokens(self, cfg: GraphSecuritySourceConfig, metrics: AgentMetrics) -> None:
+        """Export the tokens of ``cfg``'s budget as ``graph_rate_budget_tokens{tenant}`` on every
+        refresh: one refresher per budget, however many sources (or runs of one) spend it."""
+        key = cfg.app_key()
+        if key in self._exported:
+            return
+        self._exported.add(key)
+        budget = self.budget(cfg)
+        tokens = metrics.rate_budget_tokens.labels(cfg.tenant_id)
+        metrics.add_refresher(lambda: tokens.set(budget.available()))
 
     def credential(
         self, cfg: GraphSecuritySourceConfig, build: Callable[..., ClientCredential]

@@ -39,8 +39,6 @@ INCIDENTS_PATH = "/v1.0/security/incidents"
 #: Attempts per request during a health check: enough to ride out one blip, short enough to answer.
 HEALTHCHECK_ATTEMPTS = 2
 
-_StreamJob = Callable[[StreamPoller], Coroutine[Any, Any, None]]
-
 
 class GraphSecuritySource:
     """Polls one tenant's alerts_v2 (per serviceSource) and optionally its incidents."""
@@ -65,6 +63,8 @@ class GraphSecuritySource:
         self._clock = clock
         self._metrics = metrics
         self._client: GraphClient | None = None
+        #: Whether this source (without a ``shared``) registered its budget-tokens refresher.
+        self._tokens_exported = False
         #: The ``roles`` claim of the token ``healthcheck`` acquired (``None``: not a readable JWT).
         self.granted_roles: list[str] | None = None
 
@@ -107,9 +107,6 @@ class GraphSecuritySource:
             self._client = GraphClient.connect(self.config, self._clock, self._metrics, self.shared)
         return self._client
 
-    def _connect(self) -> GraphClient:
-        return self.client()
-
     async def _each_stream(
         self,
         client: GraphClient,
@@ -136,9 +133,8 @@ class GraphSecuritySource:
     async def run(self, ctx: SourceContext) -> None:
         """Poll every stream concurrently until ``ctx.stop``; returns when all streams have returned."""
         cfg = self.config
-        client = self._connect()
-        tokens = self._metrics.rate_budget_tokens.labels(cfg.tenant_id)
-        self._metrics.add_refresher(lambda: tokens.set(client.budget.available()))
+        client = self.client()
+        self._export_tokens()
         log.info(
             "Graph source started.",
             extra={
@@ -150,6 +146,22 @@ class GraphSecuritySource:
             },
         )
         await self._each_stream(client, ctx, StreamPoller.run)
+
+    def _export_tokens(self) -> None:
+        """The budget's tokens as a gauge: one refresher per budget (shared) or per source (its own)."""
+        if self.shared is not None:
+            self.shared.export_tokens(self.config, self._metrics)
+            return
+        if self._tokens_exported:
+            return
+        self._tokens_exported = True
+        tokens = self._metrics.rate_budget_tokens.labels(self.config.tenant_id)
+
+        def refresh() -> None:
+            if self._client is not None:  # the source's current client (a new one after aclose)
+                tokens.set(self._client.budget.available())
+
+        self._metrics.add_refresher(refresh)
 
     async def read_window(self, ctx: SourceContext, start: str, end: str) -> None:
         """Read ``[start, end)`` of every stream once (see ``Source.read_window``).
@@ -168,7 +180,7 @@ class GraphSecuritySource:
                 return
             log.info("Window read.", extra={"stream": poller.stream})
 
-        await self._each_stream(self._connect(), ctx, one)
+        await self._each_stream(self.client(), ctx, one)
 
     async def healthcheck(self) -> str:
         """A token, then ``$top=1`` on each collection the source reads (two attempts per request).

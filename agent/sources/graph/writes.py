@@ -21,18 +21,16 @@ rate budget, on the writes' share). What an answer means for the caller:
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
-import orjson
-
 from agent.clock import Clock
 from agent.errors import SourceError, TransientSourceError
 from agent.metrics import AgentMetrics
 from agent.sources.config import GraphSecuritySourceConfig
+from agent.sources.graph.body import BodyError, graph_error, parse_object
 from agent.sources.graph.client import BudgetTimeout, GraphClient, GraphReply
 from agent.sources.graph.endpoints import endpoints_for
 
@@ -151,30 +149,23 @@ def _interpret(method: str, url: str, reply: GraphReply) -> dict[str, Any]:
         raise WriteUncertain(f"{where}: Graph returned {reply.status} ({_error(reply).code}), {ids}")
     if reply.status >= 400:
         raise GraphWriteError(_error(reply))
+    if not reply.body:
+        return {}
     try:
-        doc = orjson.loads(reply.body) if reply.body else {}
-    except orjson.JSONDecodeError:
-        try:
-            doc = json.loads(reply.body)  # lone surrogates, as in get_json
-        except ValueError:
-            raise WriteUncertain(f"{where}: Graph returned malformed JSON, {ids}") from None
-    if not isinstance(doc, dict):
-        raise WriteUncertain(f"{where}: Graph returned a non-object body, {ids}")
-    return doc
+        return parse_object(reply.body)  # lone surrogates and deep nesting handled as for a page
+    except BodyError as exc:
+        raise WriteUncertain(f"{where}: Graph returned {exc}, {ids}") from None
 
 
 def _error(reply: GraphReply) -> GraphError:
     """Graph's ``{"error": {"code", "message", "innerError": {"request-id"}}}``, tolerating junk."""
-    code, message, request_id = "unknown", "", reply.request_id
-    try:
-        err = orjson.loads(reply.body)["error"]
-        code = str(err.get("code") or code)[:100]
-        message = str(err.get("message") or "")[:500]
-        inner = err.get("innerError") or err.get("innererror") or {}
-        if request_id == "-" and isinstance(inner, dict) and inner.get("request-id"):
-            request_id = str(inner["request-id"])[:100]
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-        pass
+    request_id = reply.request_id
+    err = graph_error(reply.body)
+    code = str(err.get("code") or "unknown")[:100]
+    message = str(err.get("message") or "")[:500]
+    inner = err.get("innerError") or err.get("innererror") or {}
+    if request_id == "-" and isinstance(inner, dict) and inner.get("request-id"):
+        request_id = str(inner["request-id"])[:100]
     return GraphError(reply.status, code, message, request_id)
 
 
