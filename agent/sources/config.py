@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.entra.config import CredentialConfig, check_one_credential, readable
 from agent.secrets import Secret
+from agent.shard import tenant_app_key
 
 #: Default Graph request budget per (tenant, app): "150 requests per minute" (Graph throttling limits).
 GRAPH_REQUESTS_PER_MINUTE = 150
@@ -115,7 +116,7 @@ class GraphSecuritySourceConfig(_Strict):
 
     def app_key(self) -> tuple[str, str, str]:
         """Identifies the (cloud, tenant, app) whose Graph budget this source spends."""
-        return (self.authority_url or self.cloud, self.tenant_id.lower(), self.client_id.lower())
+        return tenant_app_key(self.authority_url, self.cloud, self.tenant_id, self.client_id)
 
 
 SourceConfig = Annotated[GraphSecuritySourceConfig, Field(discriminator="type")]
