@@ -83,12 +83,15 @@ def run_agent(
     tag: str,
     root: Path = procs.AGENT_ROOT,
     gc_threshold: str | None = None,
+    defaults: bool = False,
 ) -> dict[str, Any]:
-    """One agent run; its receiver's figures, the wall time, peak RSS and exit code."""
+    """One agent run; its receiver's figures, the wall time, peak RSS and exit code. ``defaults``:
+    every source and sink key at its default but ``page_size`` (no tuned budget, queue or batch)."""
     receiver, port = procs.start_receiver(work, "--expect", str(n), "--seconds", "120")
     d = work / f"agent-{tag}"
     d.mkdir()
-    cfg = procs.agent_config(graph, port, d / "state", agent_source(page_size), agent_sink())
+    source = {"page_size": page_size} if defaults else agent_source(page_size)
+    cfg = procs.agent_config(graph, port, d / "state", source, {} if defaults else agent_sink())
     config = procs.write_config(d / "agent.toml", cfg)
     prefix = None
     if profile == "cprofile":
@@ -137,6 +140,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         metavar="T0,T1,T2",
         help="also run the agent with gc.set_threshold(T0, T1, T2) (via bench.gcwrap), each round",
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="also run the agent at default settings (but --page-size) each round, beside the tuned run",
+    )
     args = parser.parse_args(argv)
     n = args.alerts
     other = f"agent from {args.compare or 'this tree'}" + (
@@ -145,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     floors: list[dict[str, Any]] = []
     agents: list[dict[str, Any]] = []
     others: list[dict[str, Any]] = []
+    defaults: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="siem-bench-e2e-") as tmp:
         work = Path(tmp)
         extra = ["--backlog", str(n), "--page-size", str(args.page_size), "--warm", "--seconds", "280"]
@@ -159,6 +168,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                         run_agent(work, graph, n, args.page_size, None, f"c{r}", root, args.compare_gc)
                     )
                     runs.append((other, others[-1]))
+                if args.defaults:
+                    defaults.append(run_agent(work, graph, n, args.page_size, None, f"d{r}", defaults=True))
+                    runs.append(("agent at defaults", defaults[-1]))
                 for name, res in runs:
                     rate, mib = _rate(res)
                     print(
@@ -194,6 +206,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f"  {other}: {other_rate:,.0f} alerts/s, {other_rate / floor_rate:.2f} of the "
             f"floor; that / agent: {other_rate / agent_rate:.2f}; CPU seconds "
             f"{min(r['cpu'] for r in others):.2f}"
+        )
+    if defaults:
+        best = max(defaults, key=lambda r: _rate(r)[0])
+        default_rate = _rate(best)[0]
+        print(
+            f"  agent at default settings (page_size {args.page_size}): {default_rate:,.0f} alerts/s "
+            f"({best['frames']} of {n} delivered), {default_rate / floor_rate:.2f} of the floor; "
+            f"wall {best['wall']:.1f} s"
         )
     return {"floor_rate": floor_rate, "agent_rate": agent_rate, "ratio": ratio, "agent_cpu": agent_cpu}
 
