@@ -43,8 +43,17 @@ class DeadLetterFile:
     async def write(self, name: str, reason: str, alerts: Sequence[Alert], *, role: str = "sink") -> None:
         """Record ``alerts`` as refused by ``name`` (a sink, or with ``role="source"`` a stream); raises
         ``StateError`` if the file cannot be written (nothing is dropped)."""
+        await self.write_each(name, [(a, reason) for a in alerts], role=role)
+
+    async def write_each(
+        self, name: str, refused: Sequence[tuple[Alert, str]], *, role: str = "sink"
+    ) -> None:
+        """Record each ``(alert, reason)`` of ``refused`` in one append and one fsync (a 500-item
+        bulk refused item by item is one write, not 500); raises ``StateError`` like ``write``."""
+        if not refused:
+            return
         now = self._now()
-        lines = [_line({"time": now, role: name, "reason": reason[:2000], "alert": a}) for a in alerts]
+        lines = [_line({"time": now, role: name, "reason": r[:2000], "alert": a}) for a, r in refused]
         async with self._lock:
             try:
                 await asyncio.to_thread(self._append, b"".join(lines))

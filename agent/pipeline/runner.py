@@ -163,12 +163,13 @@ class SinkRunner:
                     failed.append((alert, reason))
                 else:
                     events.append(Event(alert, payload))
-        for alert, reason in failed:
+        for _, reason in failed:
             log.warning(
                 "Alert could not be encoded; dead-lettered.", extra={"sink": self.sink.name, "error": reason}
             )
-            await self._dead.write(self.sink.name, f"encode: {reason}", [alert])
-            self._m.dead_lettered.labels(self.sink.name, "encode_error").inc()
+        if failed:
+            await self._dead.write_each(self.sink.name, [(alert, f"encode: {r}") for alert, r in failed])
+            self._m.dead_lettered.labels(self.sink.name, "encode_error").inc(len(failed))
         return events
 
     def _encode_cut(self, alert: Alert, exc: Exception) -> tuple[bytes | None, str]:
@@ -242,9 +243,10 @@ class SinkRunner:
             self._m.events_sent.labels(self.sink.name).inc(len(done))
             self._m.bytes_sent.labels(self.sink.name).inc(sum(len(e.payload) for e in done))
             self._m.batches_sent.labels(self.sink.name).inc()
-            for i, reason in sorted(result.rejected.items()):
-                await self._dead.write(self.sink.name, reason, [pending[i].alert])
-                self._m.dead_lettered.labels(self.sink.name, "rejected").inc()
+            if result.rejected:
+                refused = [(pending[i].alert, why) for i, why in sorted(result.rejected.items())]
+                await self._dead.write_each(self.sink.name, refused)
+                self._m.dead_lettered.labels(self.sink.name, "rejected").inc(len(refused))
             pending = [
                 pending[i] for i in sorted(retry) if i not in result.rejected and i not in result.dropped
             ]

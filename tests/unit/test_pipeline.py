@@ -213,6 +213,26 @@ class TestSinkRunner:
         assert sink.attempts == 2
         assert [d["alert"]["id"] for d in h.dead_letters()] == ["a0"]  # type: ignore[index]
 
+    async def test_items_refused_one_by_one_are_one_dead_letter_write(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A bulk whose 50 items are each refused with their own reason: 50 dead letters with those
+        reasons, written with one append and fsync (not 50 in a row while the lane waits)."""
+        sink = RecordingSink()
+        sink.script = [SendResult(rejected={i: f"mapping error {i}" for i in range(50)})]
+        h = Harness(tmp_path, sink)
+        appends: list[int] = []
+        real = h.dead._append
+        monkeypatch.setattr(h.dead, "_append", lambda data: (appends.append(data.count(b"\n")), real(data)))
+        b = batch(50)
+        await h.push(b)
+        await h.drain()
+        dead = h.dead_letters()
+        assert [d["reason"] for d in dead] == [f"mapping error {i}" for i in range(50)]
+        assert appends == [50]
+        assert value(h.m, "siem_agent_dead_lettered_total", sink="rec", reason="rejected") == 50
+        assert h.committed == [b.commit]
+
     async def test_chunks_respect_max_events_and_ack_after_all_chunks(self, tmp_path: Path) -> None:
         """A 5-alert batch with max_events=2 goes out as 3 sends and is acked once, after the last."""
         sink = RecordingSink()
