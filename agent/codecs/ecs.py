@@ -26,7 +26,7 @@ from typing import Any
 
 from agent.codecs.base import TruncateHook
 from agent.codecs.config import EcsCodecConfig
-from agent.codecs.ecs_evidence import Fields, collect, nest, process_accounts
+from agent.codecs.ecs_evidence import Fields, _s, collect, nest, process_accounts
 from agent.codecs.json import dumps, fit_json
 from agent.model import Alert
 
@@ -51,10 +51,6 @@ TACTICS: dict[str, tuple[str, str]] = {
 }
 #: Graph categories that describe malware rather than a tactic: ``event.category`` gains ``malware``.
 MALWARE_CATEGORIES = frozenset({"Malware", "Ransomware", "UnwantedSoftware"})
-
-
-def _s(value: Any) -> str | None:
-    return value if value.__class__ is str and value else None
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:
@@ -136,10 +132,9 @@ def to_ecs(
     alert: Alert,
     config: EcsCodecConfig,
     ingested: str | None = None,
-    severity_map: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Build the ECS document for ``alert`` (a new dict; ``alert`` is not modified)."""
-    severities = config.severity_map if severity_map is None else severity_map
+    severities = config.severity_map
     fields: Fields = {}
     categories = collect(alert.get("evidence"), fields)
     if _s(alert.get("category")) in MALWARE_CATEGORIES and "malware" not in categories:
@@ -211,7 +206,6 @@ class EcsSerializer:
         self.config = config
         self._hook = on_truncate
         self._max = config.max_message_bytes
-        self._severity = dict(config.severity_map)
         self._ingested = _Ingested(now)
 
     def encode(self, alert: Alert) -> bytes:
@@ -220,6 +214,6 @@ class EcsSerializer:
 
     def encode_within(self, alert: Alert, max_bytes: int) -> bytes:
         """Return the ECS message in at most ``max_bytes``."""
-        doc = to_ecs(alert, self.config, self._ingested(), self._severity)
+        doc = to_ecs(alert, self.config, self._ingested())
         out = dumps(doc)
         return out if len(out) <= max_bytes else fit_json(doc, max_bytes, self._hook)

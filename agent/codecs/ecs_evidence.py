@@ -23,6 +23,7 @@ _Ev = Mapping[str, Any]
 
 
 def _s(value: Any) -> str | None:
+    """``value`` if it is a non-empty string (also the ECS document's own helper)."""
     return value if value.__class__ is str and value else None
 
 
