@@ -17,6 +17,7 @@ import orjson
 from agent.app import Agent
 from agent.config import load_settings
 from agent.simulator.server import GraphSimulator
+from tests.support.agent_process import until_async
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
 
@@ -115,24 +116,34 @@ class LiveAgent:
         token: str = TOKEN,
         ssl_context: ssl.SSLContext | None = None,
     ) -> dict[str, Any]:
-        """Poll GET /v1/requests/{id} (bounded) until it reports ``state``."""
-        seen: dict[str, Any] = {}
-        scheme = "https" if ssl_context is not None else "http"
+        """``wait_state`` on this agent's write-back port."""
+        return await wait_state(self.port, request_id, state, timeout, token, ssl_context)
 
-        async def probe() -> bool:
-            nonlocal seen
-            path = f"/v1/requests/{request_id}"
-            _, seen, _ = await api(
-                self.port, "GET", path, token=token, scheme=scheme, ssl_context=ssl_context
-            )
-            return seen.get("state") == state
 
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not await probe():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"request {request_id} never reached {state}: {seen}")
-            await asyncio.sleep(0.02)  # polling interval between probes, not synchronisation
-        return seen
+async def wait_state(
+    port: int,
+    request_id: str,
+    state: str,
+    timeout: float = 20.0,
+    token: str = TOKEN,
+    ssl_context: ssl.SSLContext | None = None,
+) -> dict[str, Any]:
+    """Ask GET /v1/requests/{id} (bounded by ``timeout``) until it reports ``state``; the last answer.
+    Fails naming the state last seen."""
+    seen: dict[str, Any] = {}
+    scheme = "https" if ssl_context is not None else "http"
+
+    async def reached() -> bool:
+        nonlocal seen
+        path = f"/v1/requests/{request_id}"
+        _, seen, _ = await api(port, "GET", path, token=token, scheme=scheme, ssl_context=ssl_context)
+        return seen.get("state") == state
+
+    try:
+        await until_async(reached, timeout, f"request {request_id} to reach {state}")
+    except AssertionError:
+        raise AssertionError(f"request {request_id} never reached {state}: {seen}") from None
+    return seen
 
 
 @contextlib.asynccontextmanager

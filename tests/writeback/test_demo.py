@@ -8,7 +8,7 @@ import signal
 import sys
 
 from tests.ops.helpers import env
-from tests.writeback.helpers import api
+from tests.writeback.helpers import api, wait_state
 
 
 async def _line_with(stream: asyncio.StreamReader, needle: str, timeout: float) -> str:
@@ -51,12 +51,7 @@ async def test_the_printed_curl_resolves_an_alert_that_comes_back_marked() -> No
         alert_id = path.rsplit("/", 1)[1]
         status, doc, _ = await api(port, "PATCH", path, raw=body.encode(), token=token)
         assert status == 202, doc
-        for _ in range(200):
-            _, state, _ = await api(port, "GET", doc["status"], token=token)
-            if state["state"] == "done":
-                break
-            await asyncio.sleep(0.05)  # polling interval between probes, not synchronisation
-        assert state["state"] == "done", state
+        await wait_state(port, doc["id"], "done", timeout=10, token=token)
         marked = await _line_with(proc.stdout, "act=siem-agent-writeback", 20)
         assert f"externalId={alert_id}" in marked and "cs2=resolved" in marked
         proc.send_signal(signal.SIGINT)

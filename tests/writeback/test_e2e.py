@@ -21,12 +21,11 @@ from tests.support.agent_process import (
     agent_settings,
     fast_source,
     read_jsonl,
-    until_async,
     write_config,
 )
 from tests.support.simulator import SimEnv
 from tests.support.wait import until
-from tests.writeback.helpers import TOKEN, api
+from tests.writeback.helpers import TOKEN, api, wait_state
 
 RPM = 120
 BURST = RPM // 10
@@ -48,18 +47,6 @@ async def writeback_port(agent: AgentProcess) -> int:
 
 async def state(port: int, request_id: str) -> dict[str, Any]:
     return (await api(port, "GET", f"/v1/requests/{request_id}"))[1]
-
-
-async def wait_state(port: int, request_id: str, want: str, timeout: float = 20) -> dict[str, Any]:
-    last: dict[str, Any] = {}
-
-    async def reached() -> bool:
-        nonlocal last
-        last = await state(port, request_id)
-        return last.get("state") == want
-
-    await until_async(reached, timeout, f"request {request_id} {want} (last: {last})")
-    return last
 
 
 def all_graph_times(env_: SimEnv) -> list[float]:
