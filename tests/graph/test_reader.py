@@ -17,7 +17,6 @@ import asyncio
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -38,25 +37,13 @@ from agent.sources.graph.pages import Origin
 from agent.sources.graph.poller import StreamPoller
 from agent.sources.graph.reader import StreamSpec
 from agent.timestamps import from_ticks, sort_key, to_ticks
+from tests.support.clock import FixedClock
 
 ROOT = "https://graph.test"
 URL = ROOT + "/v1.0/security/alerts_v2"
 BASE = to_ticks("2026-01-05T00:00:00Z")
 SECOND = 10_000_000
 OVERLAP_SECS = 600
-
-
-class FixedClock:
-    """Wall time far after every alert (the cursor is never held back at "now"); no sleeping needed."""
-
-    def now(self) -> datetime:
-        return datetime(2030, 1, 1, tzinfo=UTC)
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(0)
 
 
 @dataclass

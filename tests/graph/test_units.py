@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,41 +18,7 @@ from agent.sources.graph.share import BudgetShare, Kind
 from agent.sources.graph.source import GraphSecuritySource
 from agent.timestamps import from_ticks, to_ticks
 from tests.graph.harness import busiest_minute
-
-
-class VirtualClock:
-    """A clock whose sleeps advance virtual time instantly, in wake-up order."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._n = 0
-
-    def now(self) -> datetime:
-        return datetime(2026, 11, 27, tzinfo=UTC) + timedelta(seconds=self.t)
-
-    def monotonic(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._n += 1
-        heapq.heappush(self._sleepers, (self.t + max(0.0, seconds), self._n, fut))
-        await fut
-
-    async def run_until(self, end: float) -> None:
-        """Advance time, waking sleepers in order, until ``end`` (bounded)."""
-        for _ in range(1_000_000):
-            for _ in range(20):
-                await asyncio.sleep(0)  # let woken tasks run up to their next sleep
-            if not self._sleepers or self._sleepers[0][0] > end:
-                self.t = end
-                return
-            when, _, fut = heapq.heappop(self._sleepers)
-            self.t = max(self.t, when)
-            if not fut.done():
-                fut.set_result(None)
-        raise AssertionError("virtual clock did not settle")
+from tests.support.clock import VirtualClock
 
 
 class TestRateBudget:

@@ -8,20 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.retry import MAX_RETRY_AFTER_SECS, backoff, parse_retry_after
+from tests.support.clock import FixedClock
 
-
-class FixedClock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("not used")
+#: The wall time of the Retry-After tests.
+RETRY_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 class TestBackoff:
@@ -49,18 +39,18 @@ class TestParseRetryAfter:
     @pytest.mark.parametrize(("value", "expected"), [("10", 10.0), ("2.128", 2.128), ("0", 0.0), ("-3", 0.0)])
     def test_seconds(self, value: str, expected: float) -> None:
         """Whole or fractional delta-seconds, never negative."""
-        assert parse_retry_after(value, FixedClock()) == expected
+        assert parse_retry_after(value, FixedClock(RETRY_AT)) == expected
 
     def test_http_date_against_the_injected_clock(self) -> None:
         """An HTTP-date is the time left until then, by the clock passed in (not the system's)."""
-        clock = FixedClock()
+        clock = FixedClock(RETRY_AT)
         when = (clock.at + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT")
         assert parse_retry_after(when, clock) == 90.0
         assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", clock) == 0.0
 
     def test_an_absurd_wait_is_capped_at_an_hour(self) -> None:
         """Seconds or a date years ahead: one hour at most, for Graph's budget and every sink alike."""
-        clock = FixedClock()
+        clock = FixedClock(RETRY_AT)
         far = (clock.at + timedelta(days=900)).strftime("%a, %d %b %Y %H:%M:%S GMT")
         assert parse_retry_after("999999999", clock) == MAX_RETRY_AFTER_SECS == 3600.0
         assert parse_retry_after(far, clock) == MAX_RETRY_AFTER_SECS
@@ -69,4 +59,4 @@ class TestParseRetryAfter:
     @pytest.mark.parametrize("value", [None, "", "soon", "nan", "inf", "Wed, 21 Oct 2015 07:28:00 -0000"])
     def test_unusable_is_none(self, value: str | None) -> None:
         """Absent, garbage, non-finite or zone-less: ``None`` (the caller's default applies)."""
-        assert parse_retry_after(value, FixedClock()) is None
+        assert parse_retry_after(value, FixedClock(RETRY_AT)) is None

@@ -31,7 +31,7 @@ from agent.writeback.loop import LoopControl, stream_entity
 from agent.writeback.queue import QueueFull, RequestQueue
 from agent.writeback.updates import Update, UpdateError, parse_update
 from agent.writeback.versions import OwnVersions
-from tests.graph.test_units import VirtualClock
+from tests.support.clock import VirtualClock
 
 DATA = Path(__file__).parent.parent / "data"
 
