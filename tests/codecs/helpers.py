@@ -191,3 +191,15 @@ def parse_5424(message: bytes) -> dict[str, Any]:
     msg = rest[1:] if rest.startswith(" ") else rest
     keys = ("pri", "timestamp", "hostname", "app_name", "procid", "msgid")
     return dict(zip(keys, m.groups(), strict=True)) | {"sd": sd, "msg": msg}
+
+
+def leaves(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``a.b.c -> value`` for every leaf (lists kept as values)."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= leaves(value, path + ".")
+        else:
+            out[path] = value
+    return out

@@ -13,7 +13,15 @@ from pydantic import ValidationError
 
 from agent.codecs.config import EcsCodecConfig
 from agent.codecs.ecs import ECS_VERSION, EcsSerializer
-from tests.codecs.helpers import ADAPTER, base_alert, data_csv, doc_samples, serializer, synthetic_alert
+from tests.codecs.helpers import (
+    ADAPTER,
+    base_alert,
+    data_csv,
+    doc_samples,
+    leaves,
+    serializer,
+    synthetic_alert,
+)
 
 ECS_FIELDS = {row["field"]: row["type"] for row in data_csv("ecs/ecs-8.11.0-fields.csv")}
 ALLOWED = data_csv("ecs/ecs-8.11.0-allowed-values.csv")
@@ -23,18 +31,6 @@ def ecs(alert: dict[str, Any], now: float = 1_790_000_000.4, **config: Any) -> d
     cfg = EcsCodecConfig(**config)
     result: dict[str, Any] = orjson.loads(EcsSerializer(cfg, now=lambda: now).encode(alert))
     return result
-
-
-def leaves(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``a.b.c -> value`` for every leaf (lists kept as values)."""
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out |= leaves(value, path + ".")
-        else:
-            out[path] = value
-    return out
 
 
 def as_list(value: Any) -> list[Any]:

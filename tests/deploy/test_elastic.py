@@ -18,8 +18,7 @@ from agent.commands.setup_es import setup_sink
 from agent.model import Event
 from agent.sinks import SinkContext
 from agent.sinks.http.elasticsearch import document_id
-from tests.codecs.helpers import data_csv, doc_samples, synthetic_alert
-from tests.codecs.test_ecs import leaves
+from tests.codecs.helpers import data_csv, doc_samples, leaves, synthetic_alert
 from tests.fakes.es_templates import FakeElasticsearch, fake_es
 from tests.fakes.osmem import Osmem, osmem
 from tests.sinks.conftest import build, config, ctx, metrics

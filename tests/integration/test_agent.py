@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -13,32 +12,10 @@ from agent.app import Agent
 from agent.checkpoint.sources import source_store
 from agent.config import load_settings
 from tests.support.agent_process import read_checkpoint
+from tests.support.inprocess import file_sink, lines, run_until
 from tests.support.simulator import SimEnv, agent_config
 from tests.support.sinks import RecordingSink
 from tests.support.wait import until
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
-
-
-def file_sink(path: Path) -> dict[str, object]:
-    return {
-        "type": "file",
-        "name": "file",
-        "path": str(path),
-        "codec": {"type": "json"},
-        "batch": {"timeout_secs": 0},
-    }
-
-
-async def run_until(agent: Agent, cond: object, timeout: float = 15) -> int:
-    task = asyncio.create_task(agent.run())
-    try:
-        await until(cond, timeout)  # type: ignore[arg-type]
-    finally:
-        agent.request_stop()
-    return await asyncio.wait_for(task, 10)
 
 
 class TestDelivery:

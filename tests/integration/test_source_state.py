@@ -22,8 +22,8 @@ from agent.model import Commit
 from agent.shard import spread
 from agent.simulator.server import GraphSimulator, server_ssl_context
 from agent.simulator.tls import TlsFiles
-from tests.integration.test_agent import file_sink, lines, run_until
 from tests.support.agent_process import read_checkpoint
+from tests.support.inprocess import file_sink, lines, run_until
 from tests.support.simulator import SimEnv, agent_config
 from tests.support.wait import until
 

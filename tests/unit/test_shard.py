@@ -17,15 +17,9 @@ from agent.health import Health
 from agent.metrics import AgentMetrics
 from agent.shard import ShardConfig, owner, owners, shard_lines, spread, tenant_app_key
 from agent.sources.base import SourceContext
-from agent.sources.config import GraphSecuritySourceConfig
 from agent.sources.graph.shared import GraphShared
 from agent.sources.graph.source import GraphSecuritySource
-
-
-def source(name: str, tenant: str = "t", client: str = "app", **kw: Any) -> GraphSecuritySourceConfig:
-    return GraphSecuritySourceConfig(
-        type="graph_security", name=name, tenant_id=tenant, client_id=client, client_secret="s", **kw
-    )
+from tests.support.inprocess import graph_source as source
 
 
 def settings(**top: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from agent.writeback.queue import RequestQueue
 from agent.writeback.service import WritebackService, journal_path
 from agent.writeback.updates import Update
 from agent.writeback.versions import OwnVersions
-from tests.unit.test_shard import source
+from tests.support.inprocess import graph_source as source
 from tests.writeback.helpers import writeback_table
 
 
